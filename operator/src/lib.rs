@@ -1,0 +1,1 @@
+//! receiptdb-operator: keeps a primary/secondary PostgreSQL pair alive and correct.
