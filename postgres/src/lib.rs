@@ -2,8 +2,20 @@
 //!
 //! Everything the operator does to data lives here, with no Kubernetes types, so it can be used
 //! by the controller, by the Job entrypoints and by hand against any two PostgreSQL servers.
+//!
+//! - [`member`]: a member's data directory: `initdb`, `clone`, `rejoin` (physical, pg tools).
+//! - [`actions`]: SQL actions the controller takes on a running member: probe, promote, fence,
+//!   synchronous replication on/off.
+//! - [`compare`]: `check`, per-table comparison of two databases at consistent snapshots.
+//! - [`sync`]: re-align a target database to a source (schema and data), only what differs.
+//! - [`backup`]: compressed, optionally encrypted dumps with a manifest, and restore.
 
+pub mod actions;
+pub mod backup;
+pub mod compare;
 pub mod conn;
+pub mod member;
 pub mod pgbin;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
