@@ -1,0 +1,105 @@
+//! The `ReceiptDbPair` custom resource (`receiptdb.io/v1alpha1`), generated into `crds/`.
+
+mod spec;
+mod status;
+
+use kube::{CustomResourceExt, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use spec::*;
+pub use status::*;
+
+/// One of the two members of a pair. Identities are fixed, as in the runbooks: which one serves
+/// clients is the *active* member, recorded in status.
+#[derive(
+    JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Member {
+    Primary,
+    Secondary,
+}
+
+impl Member {
+    /// Both members, primary first.
+    pub const ALL: [Member; 2] = [Member::Primary, Member::Secondary];
+
+    /// The other member of the pair.
+    pub fn other(self) -> Member {
+        match self {
+            Member::Primary => Member::Secondary,
+            Member::Secondary => Member::Primary,
+        }
+    }
+
+    /// `primary` or `secondary`: label value, name suffix, application_name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Member::Primary => "primary",
+            Member::Secondary => "secondary",
+        }
+    }
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Member {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "primary" => Ok(Member::Primary),
+            "secondary" => Ok(Member::Secondary),
+            other => Err(format!(
+                "unknown member {other:?}: expected primary or secondary"
+            )),
+        }
+    }
+}
+
+/// Condition types written in status.
+pub mod condition {
+    /// The client Service points at a member that serves.
+    pub const READY: &str = "Ready";
+    /// The standby holds the same data as the active member.
+    pub const IN_SYNC: &str = "InSync";
+    /// Only one member serves; the pair has no redundancy.
+    pub const DEGRADED: &str = "Degraded";
+    /// The most recent backup succeeded.
+    pub const BACKUP_SUCCEEDED: &str = "BackupSucceeded";
+    /// The most recent consistency check found both databases equal.
+    pub const CONSISTENCY_VERIFIED: &str = "ConsistencyVerified";
+}
+
+/// One-shot requests by annotation, removed by the operator when done.
+pub mod annotation {
+    /// `primary` or `secondary`: a planned switchover to that member.
+    pub const SWITCHOVER_TO: &str = "receiptdb.io/switchover-to";
+    /// `now`: compare and re-align what differs; `force`: re-align everything (`-allsync`).
+    pub const SYNC: &str = "receiptdb.io/sync";
+}
+
+impl ReceiptDbPair {
+    /// Name of the client Service.
+    pub fn client_service_name(&self) -> String {
+        self.spec
+            .client_service
+            .name
+            .clone()
+            .unwrap_or_else(|| self.name_any())
+    }
+
+    /// Name of a member's StatefulSet and headless Service: `<pair>-<member>`.
+    pub fn member_name(&self, member: Member) -> String {
+        format!("{}-{}", self.name_any(), member)
+    }
+}
+
+/// The CRD as YAML, as committed under `crds/` and in the chart.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&ReceiptDbPair::crd())
+}

@@ -1,0 +1,466 @@
+//! The desired state of a pair: what the user writes in `spec`.
+//!
+//! Every field has a safe default, so the smallest useful manifest is `spec: {}`. Doc comments
+//! here become `kubectl explain receiptdbpair.spec...` text.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::ReceiptDbPairStatus;
+use super::Member;
+
+/// A primary/secondary PostgreSQL pair kept alive and consistent by receiptdb-operator.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "receiptdb.io",
+    version = "v1alpha1",
+    kind = "ReceiptDbPair",
+    namespaced,
+    shortname = "rdbp",
+    doc = "A primary/secondary PostgreSQL pair kept alive and consistent by receiptdb-operator.",
+    status = "ReceiptDbPairStatus",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Active", type_ = "string", json_path = ".status.activeMember"),
+    printcolumn(name = "Primary ready", type_ = "boolean", json_path = ".status.primary.ready"),
+    printcolumn(name = "Secondary ready", type_ = "boolean", json_path = ".status.secondary.ready"),
+    printcolumn(
+        name = "In sync",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"InSync\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 40").message(
+        "the pair's name must be at most 40 characters: owned objects are named <pair>-secondary-<hash>"
+    ),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptDbPairSpec {
+    /// The PostgreSQL servers of both members.
+    #[serde(default)]
+    pub postgres: PostgresSpec,
+    /// Each member's persistent volume.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// How the secondary is kept a copy of the primary.
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+    /// When and how clients are switched to the surviving member.
+    #[serde(default)]
+    pub failover: FailoverSpec,
+    /// The Service clients connect to; it always points at the active member only.
+    #[serde(default)]
+    pub client_service: ClientServiceSpec,
+    /// Periodic comparison of the two databases, and repair of drift.
+    #[serde(default)]
+    pub consistency_check: ConsistencyCheckSpec,
+    /// Scheduled, compressed, optionally encrypted backups.
+    #[serde(default)]
+    pub backup: BackupSpec,
+    /// How a new pair gets its first data.
+    #[serde(default)]
+    pub bootstrap: BootstrapSpec,
+    /// Planned maintenance: pause the operator, or let one member be down.
+    #[serde(default)]
+    pub maintenance: MaintenanceSpec,
+}
+
+/// PostgreSQL settings shared by both members.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// Member image: PostgreSQL server and client programs (initdb, pg_basebackup, pg_rewind,
+    /// pg_dump) of one major version. Jobs run this image too, so tools match the server.
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Image pull policy for the member image.
+    #[serde(default = "default_pull_policy")]
+    pub image_pull_policy: PullPolicy,
+    /// TCP port PostgreSQL listens on, in the member pods and the Services.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// The application database created at initialisation, compared and synced.
+    #[serde(default = "default_database")]
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+    /// The superuser role name (created at initialisation).
+    #[serde(default = "default_superuser")]
+    #[schemars(length(min = 1, max = 63))]
+    pub superuser: String,
+    /// The replication role name (created at initialisation).
+    #[serde(default = "default_replication_user")]
+    #[schemars(length(min = 1, max = 63))]
+    pub replication_user: String,
+    /// Secret holding the superuser's password. When unset, the operator creates
+    /// `<pair>-superuser` with a random password (never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser_secret: Option<SecretKeyRef>,
+    /// Secret holding the replication role's password. When unset, the operator creates
+    /// `<pair>-replication` with a random password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_secret: Option<SecretKeyRef>,
+    /// Extra `postgresql.conf` parameters passed to both servers. Settings the operator owns
+    /// (port, listen_addresses, restart_after_crash, hot_standby, wal_level,
+    /// synchronous_standby_names, primary_conninfo, ...) cannot be overridden here.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// CPU and memory for each member's PostgreSQL container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// A key in a Secret of the pair's namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_secret_key")]
+    pub key: String,
+}
+
+/// When to pull the member image.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+/// Each member's persistent volume.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)"
+).message("storage.size and storage.storageClassName cannot change after creation (StatefulSet volume claim templates are immutable)"))]
+pub struct StorageSpec {
+    /// Size of each member's volume, e.g. `10Gi`. Fixed once the pair exists (StatefulSet
+    /// volume claim templates cannot change).
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+    /// Storage class of the volumes; the cluster default when unset. Fixed once the pair exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// What happens to the volumes when the pair is deleted. `Retain` (the default) keeps them:
+    /// data is never deleted unless asked for.
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+/// Whether member volumes outlive the pair.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReclaimPolicy {
+    /// Keep the volumes when the pair is deleted.
+    #[default]
+    Retain,
+    /// Delete the volumes with the pair.
+    Delete,
+}
+
+/// How the secondary is kept a copy of the primary.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode == 'streaming' || !has(self.synchronous) || !self.synchronous").message("synchronous replication needs mode: streaming"))]
+pub struct ReplicationSpec {
+    /// `streaming`: the operator runs physical streaming replication, the secondary is a hot
+    /// standby. `external`: the workload writes both copies itself; the operator only verifies
+    /// and re-aligns them.
+    #[serde(default)]
+    pub mode: ReplicationMode,
+    /// Commits wait until the standby has the WAL (streaming mode only; default on), so a
+    /// failover loses no acknowledged commit. While the standby is away the operator degrades to
+    /// asynchronous commits and restores synchronous ones when it has caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<bool>,
+    /// Asynchronous mode: no automatic failover when the standby is further behind than this
+    /// many bytes of WAL (the data a failover would lose).
+    #[serde(default = "default_max_lag_bytes")]
+    #[schemars(range(min = 0))]
+    pub max_lag_bytes: i64,
+}
+
+/// Replication modes.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    #[default]
+    Streaming,
+    External,
+}
+
+/// When and how clients are switched to the surviving member.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    /// Fail over automatically when the active member is down.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long the active member must stay unhealthy before failing over.
+    #[serde(default = "default_delay_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub delay_seconds: u32,
+    /// How often each member is probed.
+    #[serde(default = "default_probe_period_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub probe_period_seconds: u32,
+    /// How long one probe may take before it counts as failed.
+    #[serde(default = "default_probe_timeout_seconds")]
+    #[schemars(range(min = 1, max = 60))]
+    pub probe_timeout_seconds: u32,
+    /// After a failover and re-alignment: `automatic` switches clients back to `primary` once the
+    /// pair has been in sync for `failbackDelaySeconds` (the runbook's two-server operation);
+    /// `manual` stays on the survivor until `receiptdb.io/switchover-to` asks.
+    #[serde(default)]
+    pub failback: FailbackPolicy,
+    /// How long the pair must stay in sync before an automatic failback.
+    #[serde(default = "default_failback_delay_seconds")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub failback_delay_seconds: u32,
+}
+
+/// Failback policies.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailbackPolicy {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+/// The client Service.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientServiceSpec {
+    /// Name of the client Service; the pair's name when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: Option<String>,
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Extra annotations on the client Service (e.g. for a load balancer).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Kubernetes Service types offered for the client Service.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// Periodic comparison of the two databases.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistencyCheckSpec {
+    /// Seconds between checks; 0 turns periodic checks off.
+    #[serde(default = "default_check_interval_seconds")]
+    #[schemars(range(min = 0))]
+    pub interval_seconds: u32,
+    /// `checksums` compares content (catches changed and duplicated rows); `counts` compares
+    /// row counts only, like the runbook.
+    #[serde(default)]
+    pub method: CheckMethod,
+    /// Re-align the non-authoritative member when a check finds a difference. Off by default:
+    /// a difference is reported (condition and Event) and repaired on request.
+    #[serde(default)]
+    pub auto_repair: bool,
+}
+
+/// Comparison methods.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckMethod {
+    Counts,
+    #[default]
+    Checksums,
+}
+
+/// Scheduled backups.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.schedule) || has(self.target)").message("backup.schedule needs backup.target"))]
+pub struct BackupSpec {
+    /// Cron schedule (`0 3 * * *`); no scheduled backups when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// How many backups to keep.
+    #[serde(default = "default_retention")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub retention: u32,
+    /// Where backups are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<BackupLocation>,
+    /// Secret with age recipients (one per line), for client-side encryption. Unencrypted when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_recipients: Option<SecretKeyRef>,
+}
+
+/// A place backups live: exactly one of `pvc` or `s3`.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.pvc) != has(self.s3)").message("set exactly one of pvc or s3"))]
+pub struct BackupLocation {
+    /// An existing PersistentVolumeClaim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcLocation>,
+    /// An S3-compatible bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Location>,
+}
+
+/// Backups on a PersistentVolumeClaim.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcLocation {
+    /// Name of the claim (created by you, in the pair's namespace).
+    pub claim_name: String,
+    /// Directory within the volume.
+    #[serde(default)]
+    pub path: String,
+}
+
+/// Backups in an S3-compatible bucket.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Location {
+    /// Endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or a MinIO address.
+    pub endpoint: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix for this pair's backups.
+    #[serde(default)]
+    pub prefix: String,
+    /// Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub credentials_secret: String,
+}
+
+/// How a new pair gets its first data.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Create (or, when both members are lost, re-create) the pair from this backup instead of
+    /// an empty database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<FromBackup>,
+}
+
+/// A backup to bootstrap from.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FromBackup {
+    /// Where the backup is.
+    pub location: BackupLocation,
+    /// The backup file's name within the location; the newest when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Secret with the age identity that decrypts the backup, when it is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<SecretKeyRef>,
+}
+
+/// Planned maintenance.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceSpec {
+    /// Both-stop maintenance: the operator observes and reports but changes nothing.
+    #[serde(default)]
+    pub paused: bool,
+    /// Rolling maintenance: this member may be down; the operator never fails over to it and
+    /// does not count it as a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<Member>,
+}
+
+fn default_image() -> String {
+    "docker.io/library/postgres:15-bookworm".to_string()
+}
+fn default_pull_policy() -> PullPolicy {
+    PullPolicy::IfNotPresent
+}
+fn default_port() -> i32 {
+    5432
+}
+fn default_database() -> String {
+    "receipts".to_string()
+}
+fn default_superuser() -> String {
+    "postgres".to_string()
+}
+fn default_replication_user() -> String {
+    "replicator".to_string()
+}
+fn default_secret_key() -> String {
+    "password".to_string()
+}
+fn default_storage_size() -> String {
+    "10Gi".to_string()
+}
+fn default_max_lag_bytes() -> i64 {
+    16 * 1024 * 1024
+}
+fn default_true() -> bool {
+    true
+}
+fn default_delay_seconds() -> u32 {
+    2
+}
+fn default_probe_period_seconds() -> u32 {
+    1
+}
+fn default_probe_timeout_seconds() -> u32 {
+    1
+}
+fn default_failback_delay_seconds() -> u32 {
+    30
+}
+fn default_check_interval_seconds() -> u32 {
+    3600
+}
+fn default_retention() -> u32 {
+    7
+}
+
+macro_rules! default_from_serde {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            /// The same defaults the API server fills in from the schema.
+            fn default() -> Self {
+                serde_json::from_value(serde_json::json!({}))
+                    .unwrap_or_else(|e| unreachable!("all fields of {} have defaults: {e}", stringify!($t)))
+            }
+        }
+    )*};
+}
+default_from_serde!(
+    PostgresSpec,
+    StorageSpec,
+    ReplicationSpec,
+    FailoverSpec,
+    ConsistencyCheckSpec,
+    BackupSpec
+);
+
+impl ReplicationSpec {
+    /// Whether commits wait for the standby (the default in streaming mode).
+    pub fn synchronous(&self) -> bool {
+        self.mode == ReplicationMode::Streaming && self.synchronous.unwrap_or(true)
+    }
+}

@@ -1,0 +1,265 @@
+//! The observed state of a pair: what the operator writes in `status`.
+//!
+//! Status is the operator's only memory. Everything a restarted operator needs to resume a
+//! half-done failover, re-alignment or switchover is here; the rest is derived from observation.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Member;
+
+/// Status of a ReceiptDbPair.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptDbPairStatus {
+    /// Where the pair is in its life: Initializing, Healthy, Degraded, FailingOver, Syncing,
+    /// SwitchingOver, Restoring, Failed, Maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The member the client Service points at; none while no member may serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_member: Option<Member>,
+    /// The member whose data is the truth; data only ever flows from it to the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authoritative_member: Option<Member>,
+    /// What the operator last observed of the `primary` member.
+    #[serde(default)]
+    pub primary: MemberStatus,
+    /// What the operator last observed of the `secondary` member.
+    #[serde(default)]
+    pub secondary: MemberStatus,
+    /// The standby named in `synchronous_standby_names` on the active member, when commits wait
+    /// for it. Empty while degraded to asynchronous commits (standby away or catching up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous_standby: Option<Member>,
+    /// Since when the pair has been continuously in sync (for automatic failback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_sync_since: Option<Time>,
+    /// A multi-step operation in progress, so a restarted operator resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    /// Ready, InSync, Degraded, BackupSucceeded, ConsistencyVerified.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The most recent failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverRecord>,
+    /// The most recent re-alignment of a member (rejoin or sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<SyncRecord>,
+    /// The most recent backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<BackupRecord>,
+    /// The most recent consistency check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<CheckRecord>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Phases of a pair.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Creating members and their data.
+    Initializing,
+    /// Both members up, the standby in sync.
+    Healthy,
+    /// Serving from one member; the other is down, stale or behind.
+    Degraded,
+    /// Switching clients to the surviving member after a failure.
+    FailingOver,
+    /// Re-aligning a member's data from the authoritative one.
+    Syncing,
+    /// A planned switch of the active member.
+    SwitchingOver,
+    /// Restoring data from a backup.
+    Restoring,
+    /// Nothing can serve and the operator cannot repair it alone (see conditions).
+    Failed,
+    /// Paused for maintenance: observing and reporting only.
+    Maintenance,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What the operator observed of one member.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// The member's pod is ready and its server answered the last probe.
+    #[serde(default)]
+    pub ready: bool,
+    /// `primary` (accepts writes) or `standby` (in recovery), as last probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<ServerRole>,
+    /// The member's data directory has been initialised (initdb or clone Job succeeded).
+    #[serde(default)]
+    pub initialized: bool,
+    /// Current WAL position (`X/Y`): written on a primary, replayed on a standby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<String>,
+    /// Bytes of WAL this standby has not replayed yet, as seen from the active member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// Timeline the server is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// When the member started failing health checks; kept across operator restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Time>,
+    /// The member's data is behind the authoritative member's (it was failed away from) and
+    /// must be re-aligned before it may serve or be promoted.
+    #[serde(default)]
+    pub stale: bool,
+    /// The member is fenced: its StatefulSet is scaled to 0 by the operator.
+    #[serde(default)]
+    pub fenced: bool,
+    /// Why the member is not ready, when known (never contains secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A server's role.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerRole {
+    Primary,
+    Standby,
+}
+
+/// A multi-step operation in progress.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// What is being done.
+    pub kind: OperationKind,
+    /// The member the operation acts on: the one promoted (failover, switchover) or re-aligned
+    /// (rejoin, sync, restore).
+    pub member: Member,
+    /// The step reached; the next reconcile continues from here.
+    pub step: OperationStep,
+    /// When the operation started.
+    pub started: Time,
+    /// Why it started, for people.
+    #[serde(default)]
+    pub reason: String,
+    /// Name of the Job the operation waits for, when one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+/// Kinds of multi-step operations.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    Failover,
+    Switchover,
+    Rejoin,
+    Sync,
+    Restore,
+}
+
+/// Steps of the multi-step operations (each operation uses the ones it needs, in this order).
+#[derive(
+    JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum OperationStep {
+    /// Stopping writes on the old active member (fence: read-only, sessions ended, or scale 0).
+    Fencing,
+    /// Waiting until the member to promote has replayed everything.
+    WaitingForReplay,
+    /// Promoting the member.
+    Promoting,
+    /// Pointing the client Service at the new active member.
+    Switching,
+    /// A Job runs against the member's data (rejoin, sync, restore).
+    RunningJob,
+    /// The member starts and catches up as a standby.
+    CatchingUp,
+}
+
+/// The most recent failover.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecord {
+    /// When clients were switched.
+    pub time: Time,
+    /// The member failed away from.
+    pub from: Member,
+    /// The member now serving.
+    pub to: Member,
+    /// Why.
+    pub reason: String,
+    /// Milliseconds from the first failed probe to the decision to fail over.
+    pub detection_millis: i64,
+    /// Milliseconds from the first failed probe to the Service pointing at the new member.
+    pub total_millis: i64,
+    /// The standby's replay lag when it was promoted, in bytes: the data at risk. Zero in
+    /// synchronous mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+}
+
+/// The most recent re-alignment of a member.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRecord {
+    /// When it finished.
+    pub time: Time,
+    /// The member re-aligned.
+    pub member: Member,
+    /// `rewind`, `clone`, `sync` or `restore`.
+    pub method: String,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+    /// What happened, for people.
+    #[serde(default)]
+    pub message: String,
+    /// What the member had that the authoritative one lacked and that was discarded: the old
+    /// timeline and LSN range past the fork point (`X/Y-X/Y`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded: Option<String>,
+}
+
+/// The most recent backup.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRecord {
+    /// When it finished.
+    pub time: Time,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+    /// The backup file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    /// What happened, for people.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The most recent consistency check.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    /// When it finished.
+    pub time: Time,
+    /// `counts` or `checksums`.
+    pub method: String,
+    /// Whether the two databases compared equal.
+    pub equal: bool,
+    /// Tables that differ (at most 20 listed).
+    #[serde(default)]
+    pub differing_tables: Vec<String>,
+    /// What happened, for people.
+    #[serde(default)]
+    pub message: String,
+}

@@ -1,0 +1,197 @@
+//! What the controller saw: the input of [`super::decide`]. Plain data, no clients.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crd::Member;
+
+/// Everything observed about one pair in one reconcile pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// The pair's `metadata.generation`.
+    pub generation: i64,
+    /// A spec problem the schema could not catch (e.g. a referenced Secret is missing or lacks
+    /// the key). When set, decide changes nothing and reports `Ready=False`.
+    pub spec_error: Option<String>,
+    /// The `primary` member.
+    pub primary: MemberObservation,
+    /// The `secondary` member.
+    pub secondary: MemberObservation,
+    /// The member the client Service selects now: `None` when the Service is missing,
+    /// `Some(None)` when it selects nothing.
+    pub service_selects: Option<Option<Member>>,
+    /// Jobs the pair owns.
+    pub jobs: Vec<JobObservation>,
+    /// One-shot requests found in the pair's annotations.
+    pub requests: Requests,
+}
+
+impl Observation {
+    /// The observation of one member.
+    pub fn member(&self, m: Member) -> &MemberObservation {
+        match m {
+            Member::Primary => &self.primary,
+            Member::Secondary => &self.secondary,
+        }
+    }
+
+    /// Mutable access to one member's observation (for tests and builders).
+    pub fn member_mut(&mut self, m: Member) -> &mut MemberObservation {
+        match m {
+            Member::Primary => &mut self.primary,
+            Member::Secondary => &mut self.secondary,
+        }
+    }
+
+    /// The newest Job of `kind` for `member`, if any.
+    pub fn job(&self, kind: JobKind, member: Member) -> Option<&JobObservation> {
+        self.jobs
+            .iter()
+            .find(|j| j.kind == kind && j.member == member)
+    }
+}
+
+/// What was seen of one member.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberObservation {
+    /// `spec.replicas` of the member's StatefulSet; `None` when the StatefulSet does not exist.
+    pub replicas: Option<i32>,
+    /// The member's pod, when one exists.
+    pub pod: Option<PodObservation>,
+    /// The SQL probe: `None` when not probed (no pod), `Some(Err(why))` when it failed.
+    pub probe: Option<Result<ServerProbe, String>>,
+}
+
+impl MemberObservation {
+    /// The probe result when it succeeded.
+    pub fn server(&self) -> Option<&ServerProbe> {
+        self.probe.as_ref().and_then(|p| p.as_ref().ok())
+    }
+
+    /// Healthy right now: pod ready and the server answered.
+    pub fn healthy(&self) -> bool {
+        self.pod.as_ref().is_some_and(|p| p.ready) && self.server().is_some()
+    }
+}
+
+/// What was seen of a member's pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodObservation {
+    /// The pod's Ready condition.
+    pub ready: bool,
+    /// The pod is being deleted.
+    pub terminating: bool,
+    /// Container restarts so far.
+    pub restarts: i32,
+}
+
+/// What the SQL probe of a running server returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerProbe {
+    /// `pg_is_in_recovery()`: a standby.
+    pub in_recovery: bool,
+    /// Current WAL write position on a primary, replay position on a standby.
+    pub lsn: u64,
+    /// On a standby: WAL received so far.
+    pub receive_lsn: Option<u64>,
+    /// Timeline the server is on.
+    pub timeline: u32,
+    /// The cluster's system identifier (differs after an independent initdb).
+    pub system_identifier: u64,
+    /// On a standby: its WAL receiver is streaming.
+    pub streaming: bool,
+    /// On a primary: its standbys, from `pg_stat_replication`.
+    pub standbys: Vec<StandbyObservation>,
+    /// `synchronous_standby_names` in effect.
+    pub synchronous_standby_names: String,
+    /// `default_transaction_read_only` in effect (fenced for a switchover).
+    pub read_only: bool,
+}
+
+/// One standby as its primary sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyObservation {
+    /// `application_name`: the member name.
+    pub application_name: String,
+    /// `state = 'streaming'`.
+    pub streaming: bool,
+    /// `sync_state = 'sync'`.
+    pub synchronous: bool,
+    /// Bytes between the primary's current LSN and the standby's replay LSN.
+    pub replay_lag_bytes: u64,
+}
+
+/// Kinds of Jobs the operator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Initialise the primary's data directory.
+    Initdb,
+    /// Make a member a fresh standby of the authoritative member.
+    Clone,
+    /// Rewind a stale former primary into a standby (falls back to clone).
+    Rejoin,
+    /// Re-align data by comparison and copy (external mode, repairs).
+    Sync,
+    /// Restore a member from a backup.
+    Restore,
+    /// Compare the two databases.
+    Check,
+    /// Back up the authoritative member.
+    Backup,
+}
+
+impl JobKind {
+    /// The subcommand and name part: `initdb`, `clone`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Initdb => "initdb",
+            JobKind::Clone => "clone",
+            JobKind::Rejoin => "rejoin",
+            JobKind::Sync => "sync",
+            JobKind::Restore => "restore",
+            JobKind::Check => "check",
+            JobKind::Backup => "backup",
+        }
+    }
+}
+
+/// What was seen of one owned Job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobObservation {
+    /// Which Job.
+    pub kind: JobKind,
+    /// The member it works on (whose PVC it mounts or whose data it writes).
+    pub member: Member,
+    /// The Job's name.
+    pub name: String,
+    /// Where it is.
+    pub state: JobState,
+    /// The entrypoint's JSON report, from the pod's termination message, when it ended.
+    pub report: Option<serde_json::Value>,
+}
+
+/// A Job's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One-shot requests from annotations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// `receiptdb.io/switchover-to`; `Err` holds an unparseable value to report.
+    pub switchover_to: Option<Result<Member, String>>,
+    /// `receiptdb.io/sync`.
+    pub sync: Option<Result<SyncRequest, String>>,
+}
+
+/// `receiptdb.io/sync` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRequest {
+    /// Compare, then re-align what differs.
+    Now,
+    /// Re-align everything (the runbook's `-allsync`).
+    Force,
+}
