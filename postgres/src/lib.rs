@@ -16,6 +16,7 @@ pub mod compare;
 pub mod conn;
 pub mod member;
 pub mod pgbin;
+pub mod schema;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;

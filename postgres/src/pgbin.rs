@@ -59,3 +59,33 @@ pub fn hand_to_postgres(path: &std::path::Path) -> std::io::Result<()> {
         .ok_or_else(|| std::io::Error::other("no `postgres` user on this machine"))?;
     nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(std::io::Error::other)
 }
+
+/// A command for a client program (`pg_dump`, `pg_restore`, `psql`) aimed at `target`: host,
+/// port, user and database go in `PG*` environment variables and the password, when the
+/// target has one, in `PGPASSWORD`, never in arguments (which every local user can read in
+/// `ps`).
+pub fn client_command(name: &str, target: &crate::conn::Target) -> tokio::process::Command {
+    use tokio_postgres::config::Host;
+    let mut cmd = tokio::process::Command::new(program(name));
+    let cfg = &target.config;
+    if let Some(host) = cfg.get_hosts().first() {
+        match host {
+            Host::Tcp(h) => cmd.env("PGHOST", h),
+            Host::Unix(p) => cmd.env("PGHOST", p),
+        };
+    }
+    if let Some(port) = cfg.get_ports().first() {
+        cmd.env("PGPORT", port.to_string());
+    }
+    if let Some(user) = cfg.get_user() {
+        cmd.env("PGUSER", user);
+    }
+    if let Some(db) = cfg.get_dbname() {
+        cmd.env("PGDATABASE", db);
+    }
+    if let Some(pw) = cfg.get_password() {
+        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).as_ref());
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}

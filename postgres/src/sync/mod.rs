@@ -1,1 +1,304 @@
-//! (being written)
+//! `sync`: re-align a target database to a source, at one source snapshot, in one target
+//! transaction.
+//!
+//! 1. Open the source read-only at an exported snapshot, and the target in a read-write
+//!    transaction that locks every user table in SHARE mode (writers wait until commit).
+//! 2. Compare (unless `force`): schema signature, sequences, and per-table counts or checksums.
+//! 3. Plan: nothing; reload the differing tables ([`SyncMode::Tables`]); or, when the schemas
+//!    differ or `force` is given, rebuild ([`SyncMode::Rebuild`]): drop the target's user
+//!    schemas and replay the source's `pg_dump --schema-only` (pre-data), load every table,
+//!    replay the post-data section (indexes, constraints, foreign keys, triggers).
+//! 4. Load with `session_replication_role = replica` (user triggers and foreign-key triggers
+//!    do not fire; `ENABLE ALWAYS`/`ENABLE REPLICA` triggers still would), TRUNCATE + COPY,
+//!    foreign keys that reference reloaded tables dropped and re-created (so validated).
+//! 5. Set sequences with `ALTER SEQUENCE ... RESTART` (transactional, unlike `setval`).
+//! 6. COMMIT. Any failure before that (a server killed, a lost connection, a constraint that
+//!    does not hold) rolls the whole target transaction back: the target is as it was.
+
+pub mod cli;
+pub(crate) mod copy;
+pub(crate) mod ddl;
+pub(crate) mod dump;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::compare::{compare_sides, CompareError, CompareReport, Method, Side, SideError, SideMode};
+use crate::conn::Target;
+use crate::schema::{sequences, SqlContext, SqlError, TableInfo};
+pub use cli::{main, SyncArgs};
+pub use copy::TableCopy;
+pub use dump::DumpError;
+
+/// A progress line sink (the CLI prints them; the controller may log them).
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Options of a sync.
+#[derive(Clone)]
+pub struct SyncOptions {
+    /// How to compare before copying.
+    pub method: Method,
+    /// Skip the comparison and rebuild everything (the runbook's `-allsync`).
+    pub force: bool,
+    /// Snapshot workers per server for the comparison.
+    pub jobs: usize,
+    /// Receives progress lines, if set.
+    pub progress: Option<Progress>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self { method: Method::Checksums, force: false, jobs: 2, progress: None }
+    }
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("method", &self.method)
+            .field("force", &self.force)
+            .field("jobs", &self.jobs)
+            .finish()
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Already equal: nothing written.
+    Nothing,
+    /// Only differing tables (and sequences) reloaded.
+    Tables,
+    /// Schema replaced from the source and every table loaded.
+    Rebuild,
+}
+
+/// Errors of a sync. In every case the target transaction was rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Connecting or opening a snapshot failed.
+    #[error(transparent)]
+    Side(#[from] SideError),
+    /// Comparing failed.
+    #[error(transparent)]
+    Compare(#[from] CompareError),
+    /// A statement failed (the target was rolled back).
+    #[error("{0} (the target was left unchanged)")]
+    Sql(#[from] SqlError),
+    /// Dumping the source's schema failed.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+}
+
+/// Wall time per phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncDurations {
+    /// Opening both snapshots.
+    pub open_ms: u64,
+    /// Comparison.
+    pub compare_ms: u64,
+    /// Schema work (drop, pre-data, post-data, foreign keys).
+    pub schema_ms: u64,
+    /// Data copy.
+    pub copy_ms: u64,
+    /// Commit.
+    pub commit_ms: u64,
+    /// Everything.
+    pub total_ms: u64,
+}
+
+/// The result of `sync`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// Source `user@host:port/db`.
+    pub source: String,
+    /// Target `user@host:port/db`.
+    pub target: String,
+    /// Source WAL position at the snapshot copied.
+    pub source_lsn: String,
+    /// Comparison method (when compared).
+    pub method: Method,
+    /// `--force`.
+    pub forced: bool,
+    /// What was done.
+    pub mode: SyncMode,
+    /// Why.
+    pub reason: String,
+    /// The comparison before copying (absent with `force`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<CompareReport>,
+    /// Tables loaded.
+    pub tables: Vec<TableCopy>,
+    /// Sequences set to the source's value.
+    pub sequences_set: Vec<String>,
+    /// Foreign keys dropped and re-created around a reload.
+    pub foreign_keys_recreated: usize,
+    /// Total rows loaded.
+    pub rows: u64,
+    /// Total COPY bytes streamed.
+    pub bytes: u64,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Phase durations.
+    pub durations: SyncDurations,
+}
+
+fn say(opts: &SyncOptions, line: &str) {
+    if let Some(p) = &opts.progress {
+        p(line);
+    }
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+/// Re-align `target` to `source`. See the module documentation for the steps.
+pub async fn sync(
+    source: &Target,
+    target: &Target,
+    opts: SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let started_at = crate::compare::now_rfc3339();
+    let mut durations = SyncDurations::default();
+    let (src, mut tgt) = futures::try_join!(
+        Side::open(source, opts.jobs, SideMode::ReadOnly, "receiptdb-sync"),
+        Side::open(target, opts.jobs, SideMode::LockedWrite, "receiptdb-sync"),
+    )?;
+    durations.open_ms = ms(started);
+    say(&opts, &format!("source {} at LSN {}; target {} locked", src.describe, src.lsn, tgt.describe));
+
+    let t = Instant::now();
+    let progress = opts.progress.clone();
+    let on_table = move |key: &str, equal: bool| {
+        if let Some(p) = &progress {
+            p(&format!("compared {key}: {}", if equal { "equal" } else { "DIFFERENT" }));
+        }
+    };
+    let compared = compare_sides(&src, &tgt, opts.method, !opts.force, &on_table).await?;
+    durations.compare_ms = ms(t);
+    tgt.release_workers().await?;
+    let report = &compared.report;
+
+    let (mode, reason, tables): (SyncMode, String, Vec<&TableInfo>) = if opts.force {
+        (SyncMode::Rebuild, "forced".into(), compared.source_tables.iter().collect())
+    } else if !report.schema_differences.is_empty() {
+        let reason = format!("{} schema differences", report.schema_differences.len());
+        (SyncMode::Rebuild, reason, compared.source_tables.iter().collect())
+    } else {
+        let differing = report.differing_tables();
+        let tables: Vec<&TableInfo> =
+            compared.source_tables.iter().filter(|t| differing.contains(&t.key())).collect();
+        let seq_differ = !report.sequences.is_empty();
+        if tables.is_empty() && !seq_differ {
+            (SyncMode::Nothing, "equal".into(), tables)
+        } else {
+            let reason = format!(
+                "{} of {} tables differ, {} sequences differ",
+                tables.len(),
+                report.tables.len(),
+                report.sequences.len()
+            );
+            (SyncMode::Tables, reason, tables)
+        }
+    };
+    say(&opts, &format!("plan: {mode:?} ({reason})"));
+
+    let main = &tgt.main;
+    let mut copies = Vec::new();
+    let mut fks = Vec::new();
+    let mut sequences_set = Vec::new();
+    if mode != SyncMode::Nothing {
+        main.batch_execute("SET LOCAL session_replication_role = replica")
+            .await
+            .ctx("disabling triggers for the load")?;
+        let t = Instant::now();
+        let post_data = if mode == SyncMode::Rebuild {
+            let (pre, post) = futures::try_join!(
+                dump::schema_section(source, &src.snapshot, dump::Section::PreData),
+                dump::schema_section(source, &src.snapshot, dump::Section::PostData),
+            )?;
+            let dropped = ddl::clear_schemas(main).await?;
+            say(&opts, &format!("dropped {dropped} target schemas; creating the source's schema"));
+            main.batch_execute(&pre).await.ctx("creating the source's schema (pre-data)")?;
+            Some(post)
+        } else {
+            let keys: Vec<String> = tables.iter().map(|t| t.key()).collect();
+            fks = ddl::set_aside_foreign_keys(main, &keys).await?;
+            main.batch_execute(&format!("TRUNCATE ONLY {}", keys.join(", ")))
+                .await
+                .ctx("emptying the tables to reload")?;
+            None
+        };
+        durations.schema_ms += ms(t);
+
+        let t = Instant::now();
+        let reader = &src.workers[0];
+        for table in &tables {
+            let c = copy::copy_table(reader, main, table).await?;
+            say(
+                &opts,
+                &format!(
+                    "copied {}: {} rows, {} bytes ({}) in {} ms",
+                    c.table, c.rows, c.bytes, c.format, c.duration_ms
+                ),
+            );
+            copies.push(c);
+        }
+        durations.copy_ms = ms(t);
+
+        let t = Instant::now();
+        if let Some(post) = post_data {
+            main.batch_execute(&post)
+                .await
+                .ctx("creating indexes, constraints and triggers (post-data)")?;
+        }
+        ddl::restore_foreign_keys(main, &fks).await?;
+        durations.schema_ms += ms(t);
+
+        let current = if mode == SyncMode::Rebuild {
+            Vec::new()
+        } else {
+            sequences::read_sequences(main).await?
+        };
+        let mut sql = String::new();
+        for s in &compared.source_sequences {
+            let unchanged = current.iter().any(|c| c.name == s.name && c.next_value() == s.next_value());
+            if !unchanged {
+                sql.push_str(&sequences::restart_sql(s));
+                sql.push_str(";\n");
+                sequences_set.push(s.name.clone());
+            }
+        }
+        if !sql.is_empty() {
+            main.batch_execute(&sql).await.ctx("setting sequence values")?;
+        }
+    }
+    let t = Instant::now();
+    main.batch_execute("COMMIT").await.ctx("committing the target transaction")?;
+    durations.commit_ms = ms(t);
+    durations.total_ms = ms(started);
+    let rows = copies.iter().map(|c| c.rows).sum();
+    let bytes = copies.iter().map(|c| c.bytes).sum();
+    Ok(SyncReport {
+        source: src.describe.clone(),
+        target: tgt.describe.clone(),
+        source_lsn: src.lsn.clone(),
+        method: opts.method,
+        forced: opts.force,
+        mode,
+        reason,
+        comparison: (!opts.force).then(|| compared.report.clone()),
+        tables: copies,
+        sequences_set,
+        foreign_keys_recreated: fks.len(),
+        rows,
+        bytes,
+        started_at,
+        durations,
+    })
+}
