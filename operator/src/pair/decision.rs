@@ -10,8 +10,9 @@ use super::observation::JobKind;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// The owned objects' desired shape. The controller server-side applies all of them on
-    /// every pass (level-triggered), so these are states, not steps.
-    pub desired: Desired,
+    /// every pass (level-triggered), so these are states, not steps. `None` leaves every owned
+    /// object as it is (a spec error, or paused for maintenance).
+    pub desired: Option<Desired>,
     /// Imperative steps, carried out in order after `desired` is applied. The controller stops
     /// at the first failing one; the next pass decides again from what it then observes.
     pub actions: Vec<Action>,
