@@ -36,7 +36,10 @@ pub(crate) trait SqlContext<T> {
 
 impl<T> SqlContext<T> for Result<T, tokio_postgres::Error> {
     fn ctx(self, context: impl fmt::Display) -> Result<T, SqlError> {
-        self.map_err(|source| SqlError { context: context.to_string(), source })
+        self.map_err(|source| SqlError {
+            context: context.to_string(),
+            source,
+        })
     }
 }
 

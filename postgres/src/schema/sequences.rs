@@ -48,7 +48,9 @@ pub enum SequenceStatus {
 
 /// Classify a target sequence against the source's.
 pub fn classify(source: &SequenceState, target: Option<&SequenceState>) -> SequenceStatus {
-    let Some(target) = target else { return SequenceStatus::Missing };
+    let Some(target) = target else {
+        return SequenceStatus::Missing;
+    };
     let (s, t) = (source.next_value(), target.next_value());
     if s == t {
         SequenceStatus::Equal
@@ -90,7 +92,10 @@ pub async fn read_sequences(client: &impl GenericClient) -> Result<Vec<SequenceS
         ));
         increments.push(row.get::<_, i64>(2));
     }
-    let rows = client.query(&parts.join(" UNION ALL "), &[]).await.ctx("reading sequence values")?;
+    let rows = client
+        .query(&parts.join(" UNION ALL "), &[])
+        .await
+        .ctx("reading sequence values")?;
     Ok(rows
         .into_iter()
         .zip(increments)
@@ -107,7 +112,11 @@ pub async fn read_sequences(client: &impl GenericClient) -> Result<Vec<SequenceS
 /// ... RESTART` writes a new relation file (rolled back with the transaction), unlike
 /// `setval`, which is never rolled back.
 pub fn restart_sql(source: &SequenceState) -> String {
-    format!("ALTER SEQUENCE {} RESTART WITH {}", source.name, source.next_value())
+    format!(
+        "ALTER SEQUENCE {} RESTART WITH {}",
+        source.name,
+        source.next_value()
+    )
 }
 
 #[cfg(test)]
@@ -115,16 +124,36 @@ mod tests {
     use super::*;
 
     fn seq(last: i64, called: bool, inc: i64) -> SequenceState {
-        SequenceState { name: "s".into(), last_value: last, is_called: called, increment: inc }
+        SequenceState {
+            name: "s".into(),
+            last_value: last,
+            is_called: called,
+            increment: inc,
+        }
     }
 
     #[test]
     fn ahead_is_harmless_behind_is_a_difference() {
-        assert_eq!(classify(&seq(10, true, 1), Some(&seq(10, true, 1))), SequenceStatus::Equal);
-        assert_eq!(classify(&seq(10, true, 1), Some(&seq(11, false, 1))), SequenceStatus::Equal);
-        assert_eq!(classify(&seq(10, true, 1), Some(&seq(42, true, 1))), SequenceStatus::TargetAhead);
-        assert_eq!(classify(&seq(10, true, 1), Some(&seq(3, true, 1))), SequenceStatus::TargetBehind);
-        assert_eq!(classify(&seq(-10, true, -1), Some(&seq(-3, true, -1))), SequenceStatus::TargetBehind);
+        assert_eq!(
+            classify(&seq(10, true, 1), Some(&seq(10, true, 1))),
+            SequenceStatus::Equal
+        );
+        assert_eq!(
+            classify(&seq(10, true, 1), Some(&seq(11, false, 1))),
+            SequenceStatus::Equal
+        );
+        assert_eq!(
+            classify(&seq(10, true, 1), Some(&seq(42, true, 1))),
+            SequenceStatus::TargetAhead
+        );
+        assert_eq!(
+            classify(&seq(10, true, 1), Some(&seq(3, true, 1))),
+            SequenceStatus::TargetBehind
+        );
+        assert_eq!(
+            classify(&seq(-10, true, -1), Some(&seq(-3, true, -1))),
+            SequenceStatus::TargetBehind
+        );
         assert_eq!(classify(&seq(1, true, 1), None), SequenceStatus::Missing);
     }
 }

@@ -55,7 +55,7 @@ fn signature_sql() -> String {
         // tables, partitioned tables, foreign tables
         format!(
             "SELECT 'table ' || {q},
-                    concat_ws(' ', 'kind=' || c.relkind, 'persistence=' || c.relpersistence,
+                    concat_ws(' ', 'kind=' || c.relkind::text, 'persistence=' || c.relpersistence::text,
                       'owner=' || pg_get_userbyid(c.relowner), 'acl=' || coalesce(c.relacl::text, ''),
                       'partkey=' || pg_get_partkeydef(c.oid),
                       'bound=' || pg_get_expr(c.relpartbound, c.oid),
@@ -64,7 +64,7 @@ fn signature_sql() -> String {
                       'columns=(' || (SELECT string_agg(
                           format('%I %s%s%s%s%s%s', a.attname, format_type(a.atttypid, a.atttypmod),
                             CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
-                            CASE WHEN a.attidentity <> '' THEN ' IDENTITY ' || a.attidentity ELSE '' END,
+                            CASE WHEN a.attidentity <> '' THEN ' IDENTITY ' || a.attidentity::text ELSE '' END,
                             CASE WHEN a.attgenerated <> '' THEN ' GENERATED ' || pg_get_expr(d.adbin, d.adrelid)
                                  WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid)
                                  ELSE '' END,
@@ -92,7 +92,7 @@ fn signature_sql() -> String {
                     format('%s start %s increment %s min %s max %s cache %s%s owned_by=%s',
                       format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
                       s.seqcache, CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END,
-                      (SELECT d.refobjid::regclass::text || '.' || quote_ident(a.attname) || ':' || d.deptype
+                      (SELECT d.refobjid::regclass::text || '.' || quote_ident(a.attname) || ':' || d.deptype::text
                        FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
@@ -117,7 +117,7 @@ fn signature_sql() -> String {
         // triggers
         format!(
             "SELECT 'trigger ' || {q} || '.' || quote_ident(g.tgname),
-                    pg_get_triggerdef(g.oid) || ' enabled=' || g.tgenabled
+                    pg_get_triggerdef(g.oid) || ' enabled=' || g.tgenabled::text
              FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE NOT g.tgisinternal AND {USER_NAMESPACE} AND {rel_ext}"
@@ -127,7 +127,7 @@ fn signature_sql() -> String {
             "SELECT 'function ' || quote_ident(n.nspname) || '.' || quote_ident(p.proname)
                     || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                     CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid)
-                         ELSE p.prokind || ' returns ' || pg_get_function_result(p.oid) END
+                         ELSE p.prokind::text || ' returns ' || pg_get_function_result(p.oid) END
                     || ' owner=' || pg_get_userbyid(p.proowner) || ' acl=' || coalesce(p.proacl::text, '')
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE {USER_NAMESPACE} AND {}",
@@ -153,7 +153,7 @@ fn signature_sql() -> String {
                                                         AND a.attnum > 0 AND NOT a.attisdropped) || ')'
                       WHEN 'r' THEN 'range of ' || (SELECT format_type(r.rngsubtype, NULL)
                                                     FROM pg_range r WHERE r.rngtypid = t.oid)
-                      ELSE 'type ' || t.typtype END
+                      ELSE 'type ' || t.typtype::text END
                     || ' owner=' || pg_get_userbyid(t.typowner)
              FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
              WHERE t.typtype IN ('e', 'd', 'c', 'r', 'b')
@@ -174,7 +174,10 @@ fn signature_sql() -> String {
 
 /// Read the schema signature of the database `client` is connected to.
 pub async fn read_signature(client: &impl GenericClient) -> Result<SchemaSignature, SqlError> {
-    let rows = client.query(&signature_sql(), &[]).await.ctx("reading the schema signature")?;
+    let rows = client
+        .query(&signature_sql(), &[])
+        .await
+        .ctx("reading the schema signature")?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -186,7 +189,10 @@ pub async fn read_signature(client: &impl GenericClient) -> Result<SchemaSignatu
 }
 
 /// The objects whose definitions differ or that exist on one side only, in key order.
-pub fn diff_signatures(source: &SchemaSignature, target: &SchemaSignature) -> Vec<SchemaDifference> {
+pub fn diff_signatures(
+    source: &SchemaSignature,
+    target: &SchemaSignature,
+) -> Vec<SchemaDifference> {
     let mut out = Vec::new();
     for (key, def) in source {
         match target.get(key) {
@@ -200,7 +206,11 @@ pub fn diff_signatures(source: &SchemaSignature, target: &SchemaSignature) -> Ve
     }
     for (key, def) in target {
         if !source.contains_key(key) {
-            out.push(SchemaDifference { object: key.clone(), source: None, target: Some(def.clone()) });
+            out.push(SchemaDifference {
+                object: key.clone(),
+                source: None,
+                target: Some(def.clone()),
+            });
         }
     }
     out.sort_by(|a, b| a.object.cmp(&b.object));
@@ -213,10 +223,16 @@ mod tests {
 
     #[test]
     fn diff_reports_both_sides_and_changes() {
-        let s: SchemaSignature =
-            [("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())].into();
-        let t: SchemaSignature =
-            [("b".to_string(), "3".to_string()), ("c".to_string(), "4".to_string())].into();
+        let s: SchemaSignature = [
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]
+        .into();
+        let t: SchemaSignature = [
+            ("b".to_string(), "3".to_string()),
+            ("c".to_string(), "4".to_string()),
+        ]
+        .into();
         let d = diff_signatures(&s, &t);
         let keys: Vec<_> = d.iter().map(|x| x.object.as_str()).collect();
         assert_eq!(keys, ["a", "b", "c"]);

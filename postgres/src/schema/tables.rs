@@ -73,9 +73,16 @@ pub async fn list_tables(client: &impl GenericClient) -> Result<Vec<TableInfo>, 
     for row in rows {
         let schema: String = row.get(0);
         let name: String = row.get(1);
-        let same = tables.last().is_some_and(|t| t.schema == schema && t.name == name);
+        let same = tables
+            .last()
+            .is_some_and(|t| t.schema == schema && t.name == name);
         if !same {
-            tables.push(TableInfo { schema, name, bytes: row.get(2), columns: Vec::new() });
+            tables.push(TableInfo {
+                schema,
+                name,
+                bytes: row.get(2),
+                columns: Vec::new(),
+            });
         }
         let col: Option<String> = row.get(3);
         if let (Some(col), Some(t)) = (col, tables.last_mut()) {

@@ -1,0 +1,180 @@
+//! `check` against real PostgreSQL: one throwaway cluster, source and target as two databases.
+
+use std::process::ExitCode;
+
+use receiptdb_postgres::compare::{self, CheckArgs, CompareOptions, Method};
+use receiptdb_postgres::schema::SequenceStatus;
+use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
+
+const SCHEMA: &str = "
+    CREATE TABLE public.receipts (id bigint PRIMARY KEY, patient text, amount numeric(10,2),
+                                  issued timestamptz DEFAULT '2024-01-01 00:00+09');
+    CREATE TABLE public.events (kind text, payload text);  -- no key: duplicates possible
+    CREATE SCHEMA \"Odd Schema\";
+    CREATE TABLE \"Odd Schema\".\"Mixed \"\"Case\"\"\" (x int);
+    INSERT INTO public.receipts SELECT g, 'p' || g, g * 1.5 FROM generate_series(1, 500) g;
+    INSERT INTO public.events VALUES ('a', 'one'), ('b', 'two'), ('c', 'three');
+    INSERT INTO \"Odd Schema\".\"Mixed \"\"Case\"\"\" SELECT generate_series(1, 10);
+";
+
+async fn pair(c: &TestCluster) {
+    for db in ["src", "tgt"] {
+        c.create_db(db).await;
+        c.client(db)
+            .await
+            .batch_execute(SCHEMA)
+            .await
+            .expect("schema");
+    }
+}
+
+fn opts(method: Method) -> CompareOptions {
+    CompareOptions { method, jobs: 2 }
+}
+
+#[tokio::test]
+async fn equal_databases_are_equal_with_both_methods() {
+    let c = TestCluster::start();
+    pair(&c).await;
+    for method in [Method::Counts, Method::Checksums] {
+        let r = compare::compare(&c.target("src"), &c.target("tgt"), opts(method))
+            .await
+            .unwrap();
+        assert!(r.equal, "{method:?}: {r:#?}");
+        assert_eq!(r.summary.tables_compared, 3);
+        assert!(r
+            .tables
+            .iter()
+            .any(|t| t.table == "\"Odd Schema\".\"Mixed \"\"Case\"\"\""));
+    }
+}
+
+#[tokio::test]
+async fn content_only_and_duplicate_row_differences_need_checksums() {
+    let c = TestCluster::start();
+    pair(&c).await;
+    c.client("tgt")
+        .await
+        .batch_execute(
+            "UPDATE receipts SET amount = amount + 1 WHERE id = 250;
+             DELETE FROM events WHERE kind = 'b'; INSERT INTO events VALUES ('a', 'one');",
+        )
+        .await
+        .unwrap();
+    let counts = compare::compare(&c.target("src"), &c.target("tgt"), opts(Method::Counts))
+        .await
+        .unwrap();
+    assert!(
+        counts.equal,
+        "counts cannot see content-only or duplicate differences: {counts:#?}"
+    );
+    let sums = compare::compare(&c.target("src"), &c.target("tgt"), opts(Method::Checksums))
+        .await
+        .unwrap();
+    assert!(!sums.equal);
+    let mut differing = sums.differing_tables();
+    differing.sort();
+    assert_eq!(
+        differing,
+        ["\"public\".\"events\"", "\"public\".\"receipts\""]
+    );
+    assert_eq!(sums.summary.tables_differing, 2);
+    assert!(sums.schema_differences.is_empty());
+}
+
+#[tokio::test]
+async fn missing_tables_schema_and_sequence_differences_are_reported() {
+    let c = TestCluster::start();
+    pair(&c).await;
+    c.client("src")
+        .await
+        .batch_execute("CREATE TABLE only_here (a int); CREATE SEQUENCE s; SELECT nextval('s');")
+        .await
+        .unwrap();
+    c.client("tgt")
+        .await
+        .batch_execute("ALTER TABLE receipts ADD COLUMN note text; CREATE SEQUENCE s;")
+        .await
+        .unwrap();
+    let r = compare::compare(&c.target("src"), &c.target("tgt"), opts(Method::Checksums))
+        .await
+        .unwrap();
+    assert!(!r.equal);
+    assert_eq!(r.only_in_source, ["\"public\".\"only_here\""]);
+    let receipts = r
+        .tables
+        .iter()
+        .find(|t| t.table == "\"public\".\"receipts\"")
+        .unwrap();
+    assert!(receipts.columns_differ && !receipts.equal);
+    let objects: Vec<&str> = r
+        .schema_differences
+        .iter()
+        .map(|d| d.object.as_str())
+        .collect();
+    assert!(objects.contains(&"table public.receipts"), "{objects:?}");
+    assert!(objects.contains(&"table public.only_here"), "{objects:?}");
+    // Source handed out 1 (next 2); the target would hand out 1 again: behind, a difference.
+    assert_eq!(r.summary.sequences_behind, 1, "{:?}", r.sequences);
+    assert_eq!(r.sequences[0].status, SequenceStatus::TargetBehind);
+    // Ahead is harmless: move the target past the source.
+    c.client("tgt")
+        .await
+        .batch_execute("SELECT setval('s', 100)")
+        .await
+        .unwrap();
+    let r = compare::compare(&c.target("src"), &c.target("tgt"), opts(Method::Counts))
+        .await
+        .unwrap();
+    assert_eq!(r.sequences[0].status, SequenceStatus::TargetAhead);
+    assert_eq!(r.summary.sequences_behind, 0);
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_clear_error() {
+    let c = TestCluster::start();
+    let mut bad = c.target("postgres");
+    bad.config.password("not-the-password");
+    let err = compare::compare(&bad, &c.target("postgres"), opts(Method::Counts))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+}
+
+#[tokio::test]
+async fn cli_exit_codes() {
+    let c = TestCluster::start();
+    pair(&c).await;
+    // Both servers' password from PGPASSWORD (every test uses the same value).
+    std::env::set_var("PGPASSWORD", TEST_PASSWORD);
+    let args = |method| CheckArgs {
+        source: c.conninfo("src"),
+        target: c.conninfo("tgt"),
+        method,
+        json: true,
+        jobs: 2,
+        report: None,
+    };
+    assert_eq!(
+        compare::main(args(Method::Checksums)).await,
+        ExitCode::SUCCESS
+    );
+    c.client("tgt")
+        .await
+        .batch_execute("UPDATE events SET payload = 'x' WHERE kind = 'c'")
+        .await
+        .unwrap();
+    assert_eq!(
+        compare::main(args(Method::Checksums)).await,
+        ExitCode::from(1)
+    );
+    assert_eq!(compare::main(args(Method::Counts)).await, ExitCode::SUCCESS);
+    let mut bad = args(Method::Counts);
+    bad.target = format!("{} password=secret", c.conninfo("tgt"));
+    assert_eq!(compare::main(bad).await, ExitCode::from(2));
+    let mut gone = args(Method::Counts);
+    gone.target = c.conninfo("no_such_db");
+    assert_eq!(compare::main(gone).await, ExitCode::from(2));
+}
