@@ -40,7 +40,10 @@ pub async fn main(args: CheckArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let opts = CompareOptions { method: args.method, jobs: args.jobs };
+    let opts = CompareOptions {
+        method: args.method,
+        jobs: args.jobs,
+    };
     match compare(&source, &target, opts).await {
         Ok(report) => {
             if args.json {
@@ -77,7 +80,10 @@ pub(crate) fn fail(report: &Option<PathBuf>, message: &str) -> ExitCode {
             ok: bool,
             error: &'a str,
         }
-        let f = Failure { ok: false, error: message };
+        let f = Failure {
+            ok: false,
+            error: message,
+        };
         write_report_file(path, &f, &f);
     }
     ExitCode::from(2)
@@ -101,7 +107,10 @@ pub(crate) fn write_report_file(path: &Path, full: &impl Serialize, summary: &im
     };
     let result = std::fs::File::create(path).and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = result {
-        eprintln!("warning: cannot write the report to {}: {e}", path.display());
+        eprintln!(
+            "warning: cannot write the report to {}: {e}",
+            path.display()
+        );
     }
 }
 
@@ -110,8 +119,17 @@ fn print_human(r: &CompareReport) {
     println!("target: {} (LSN {})", r.target, r.target_lsn);
     println!("method: {:?}", r.method);
     if !r.tables.is_empty() {
-        let width = r.tables.iter().map(|t| t.table.len()).max().unwrap_or(5).max(5);
-        println!("{:width$}  {:>12}  {:>12}  result", "table", "source rows", "target rows");
+        let width = r
+            .tables
+            .iter()
+            .map(|t| t.table.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        println!(
+            "{:width$}  {:>12}  {:>12}  result",
+            "table", "source rows", "target rows"
+        );
         for t in &r.tables {
             let result = if t.equal {
                 "equal"
@@ -122,7 +140,10 @@ fn print_human(r: &CompareReport) {
             } else {
                 "DIFFERENT (content)"
             };
-            println!("{:width$}  {:>12}  {:>12}  {result}", t.table, t.source.rows, t.target.rows);
+            println!(
+                "{:width$}  {:>12}  {:>12}  {result}",
+                t.table, t.source.rows, t.target.rows
+            );
         }
     }
     for t in &r.only_in_source {
@@ -147,7 +168,10 @@ fn print_human(r: &CompareReport) {
     }
     let s = &r.summary;
     if r.equal {
-        println!("EQUAL: {} tables compared in {} ms", s.tables_compared, r.duration_ms);
+        println!(
+            "EQUAL: {} tables compared in {} ms",
+            s.tables_compared, r.duration_ms
+        );
     } else {
         println!(
             "DIFFERENT: {} of {} tables differ, {} on one side only, {} schema differences, \

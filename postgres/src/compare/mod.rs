@@ -58,7 +58,10 @@ pub struct CompareOptions {
 
 impl Default for CompareOptions {
     fn default() -> Self {
-        Self { method: Method::Checksums, jobs: 2 }
+        Self {
+            method: Method::Checksums,
+            jobs: 2,
+        }
     }
 }
 
@@ -147,7 +150,11 @@ pub struct CompareReport {
 impl CompareReport {
     /// Keys of tables (present on both sides) whose contents or columns differ.
     pub fn differing_tables(&self) -> Vec<String> {
-        self.tables.iter().filter(|t| !t.equal).map(|t| t.table.clone()).collect()
+        self.tables
+            .iter()
+            .filter(|t| !t.equal)
+            .map(|t| t.table.clone())
+            .collect()
     }
 }
 
@@ -196,8 +203,7 @@ pub(crate) async fn compare_sides(
     )?;
     let tgt_by_key: BTreeMap<String, &TableInfo> =
         tgt_tables.iter().map(|t| (t.key(), t)).collect();
-    let src_keys: std::collections::BTreeSet<String> =
-        src_tables.iter().map(|t| t.key()).collect();
+    let src_keys: std::collections::BTreeSet<String> = src_tables.iter().map(|t| t.key()).collect();
     let mut pairs = Vec::new();
     let mut columns_differ = Vec::new();
     let mut only_in_source = Vec::new();
@@ -210,8 +216,11 @@ pub(crate) async fn compare_sides(
             None => only_in_source.push(t.key()),
         }
     }
-    let only_in_target: Vec<String> =
-        tgt_tables.iter().map(|t| t.key()).filter(|k| !src_keys.contains(k)).collect();
+    let only_in_target: Vec<String> = tgt_tables
+        .iter()
+        .map(|t| t.key())
+        .filter(|k| !src_keys.contains(k))
+        .collect();
 
     let results = if data {
         let cb = |p: &TablePair, r: &tables::PairResult| on_table(&p.key, r.source == r.target);
@@ -257,7 +266,12 @@ pub(crate) async fn compare_sides(
         schema_differences: schema_differences.len(),
         sequences_behind: sequences
             .iter()
-            .filter(|s| matches!(s.status, SequenceStatus::TargetBehind | SequenceStatus::Missing))
+            .filter(|s| {
+                matches!(
+                    s.status,
+                    SequenceStatus::TargetBehind | SequenceStatus::Missing
+                )
+            })
             .count(),
     };
     let equal = summary.tables_differing == 0
@@ -282,7 +296,11 @@ pub(crate) async fn compare_sides(
         started_at: now_rfc3339(),
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    Ok(Compared { report, source_tables: src_tables, source_sequences: src_seq })
+    Ok(Compared {
+        report,
+        source_tables: src_tables,
+        source_sequences: src_seq,
+    })
 }
 
 /// The current time, RFC 3339 in UTC (reports and manifests).

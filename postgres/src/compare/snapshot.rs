@@ -8,7 +8,9 @@ use futures::future::try_join_all;
 use tokio_postgres::Client;
 
 use crate::conn::{ConnError, Target};
-use crate::schema::{qualified, quote_literal, session_setup, SqlContext, SqlError, USER_NAMESPACE};
+use crate::schema::{
+    qualified, quote_literal, session_setup, SqlContext, SqlError, USER_NAMESPACE,
+};
 
 /// How long to wait for a connection.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -106,7 +108,9 @@ impl Side {
     /// block the target transaction's TRUNCATE and DDL forever (idle sessions are no deadlock).
     pub async fn release_workers(&mut self) -> Result<(), SqlError> {
         for w in self.workers.drain(..) {
-            w.batch_execute("COMMIT").await.ctx("ending a worker transaction")?;
+            w.batch_execute("COMMIT")
+                .await
+                .ctx("ending a worker transaction")?;
         }
         Ok(())
     }

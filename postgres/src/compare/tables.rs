@@ -42,7 +42,12 @@ impl TablePair {
             .map(|c| c.name.clone())
             .collect();
         columns.sort();
-        Self { key: src.key(), qualified: src.qualified(), columns, bytes: src.bytes.max(tgt.bytes) }
+        Self {
+            key: src.key(),
+            qualified: src.qualified(),
+            columns,
+            bytes: src.bytes.max(tgt.bytes),
+        }
     }
 
     /// The statement computing this table's figures.
@@ -78,8 +83,14 @@ pub(crate) struct PairResult {
 }
 
 async fn figures(client: &Client, sql: &str, key: &str) -> Result<TableFigures, SqlError> {
-    let row = client.query_one(sql, &[]).await.ctx(format!("comparing {key}"))?;
-    Ok(TableFigures { rows: row.get(0), checksum: row.get(1) })
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .ctx(format!("comparing {key}"))?;
+    Ok(TableFigures {
+        rows: row.get(0),
+        checksum: row.get(1),
+    })
 }
 
 /// Compute figures for every pair, `workers` pairs of connections at a time, biggest first.
@@ -100,10 +111,8 @@ pub(crate) async fn run_pairs(
             let pair = &pairs[index];
             let sql = pair.sql(method);
             let started = Instant::now();
-            let (source, target) = futures::try_join!(
-                figures(sw, &sql, &pair.key),
-                figures(tw, &sql, &pair.key)
-            )?;
+            let (source, target) =
+                futures::try_join!(figures(sw, &sql, &pair.key), figures(tw, &sql, &pair.key))?;
             let result = PairResult {
                 index,
                 source,

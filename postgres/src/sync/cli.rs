@@ -83,7 +83,10 @@ pub async fn main(args: SyncArgs) -> ExitCode {
     match result {
         Ok(report) => {
             log("Success all sync");
-            log(&format!("{} Synchronous end. processing time {elapsed}", stamp()));
+            log(&format!(
+                "{} Synchronous end. processing time {elapsed}",
+                stamp()
+            ));
             if json {
                 print_json(&report);
             } else {
@@ -95,7 +98,10 @@ pub async fn main(args: SyncArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log(&format!("{} Synchronous failed. processing time {elapsed}", stamp()));
+            log(&format!(
+                "{} Synchronous failed. processing time {elapsed}",
+                stamp()
+            ));
             fail(&args.report, &format!("sync failed: {e}"))
         }
     }

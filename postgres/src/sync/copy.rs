@@ -33,8 +33,12 @@ pub(crate) async fn copy_table(
     table: &TableInfo,
 ) -> Result<TableCopy, SqlError> {
     let started = Instant::now();
-    let cols: Vec<String> =
-        table.columns.iter().filter(|c| !c.generated).map(|c| quote_ident(&c.name)).collect();
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !c.generated)
+        .map(|c| quote_ident(&c.name))
+        .collect();
     let binary = table.columns.iter().all(|c| c.binary_safe);
     let format = if binary { "binary" } else { "text" };
     let list = cols.join(", ");

@@ -32,7 +32,10 @@ pub(crate) async fn clear_schemas(target: &Client) -> Result<usize, SqlError> {
          GRANT USAGE ON SCHEMA public TO PUBLIC;\n\
          COMMENT ON SCHEMA public IS 'standard public schema';\n",
     );
-    target.batch_execute(&sql).await.ctx("dropping the target's schemas")?;
+    target
+        .batch_execute(&sql)
+        .await
+        .ctx("dropping the target's schemas")?;
     Ok(rows.len())
 }
 
@@ -64,14 +67,27 @@ pub(crate) async fn set_aside_foreign_keys(
         .ctx("finding foreign keys that reference the tables to reload")?;
     let fks: Vec<ForeignKey> = rows
         .iter()
-        .map(|r| ForeignKey { table: r.get(0), name: r.get(1), definition: r.get(2) })
+        .map(|r| ForeignKey {
+            table: r.get(0),
+            name: r.get(1),
+            definition: r.get(2),
+        })
         .collect();
     let sql: String = fks
         .iter()
-        .map(|f| format!("ALTER TABLE {} DROP CONSTRAINT {};\n", f.table, quote_ident(&f.name)))
+        .map(|f| {
+            format!(
+                "ALTER TABLE {} DROP CONSTRAINT {};\n",
+                f.table,
+                quote_ident(&f.name)
+            )
+        })
         .collect();
     if !sql.is_empty() {
-        target.batch_execute(&sql).await.ctx("setting foreign keys aside")?;
+        target
+            .batch_execute(&sql)
+            .await
+            .ctx("setting foreign keys aside")?;
     }
     Ok(fks)
 }

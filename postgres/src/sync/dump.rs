@@ -38,7 +38,9 @@ pub(crate) async fn schema_section(
         .await
         .map_err(|e| DumpError(format!("cannot run pg_dump: {e}")))?;
     if !out.status.success() {
-        return Err(DumpError(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(DumpError(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     let text = String::from_utf8(out.stdout)
         .map_err(|_| DumpError("pg_dump printed something that is not UTF-8".into()))?;

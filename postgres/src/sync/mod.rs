@@ -25,7 +25,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::compare::{compare_sides, CompareError, CompareReport, Method, Side, SideError, SideMode};
+use crate::compare::{
+    compare_sides, CompareError, CompareReport, Method, Side, SideError, SideMode,
+};
 use crate::conn::Target;
 use crate::schema::{sequences, SqlContext, SqlError, TableInfo};
 pub use cli::{main, SyncArgs};
@@ -50,7 +52,12 @@ pub struct SyncOptions {
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { method: Method::Checksums, force: false, jobs: 2, progress: None }
+        Self {
+            method: Method::Checksums,
+            force: false,
+            jobs: 2,
+            progress: None,
+        }
     }
 }
 
@@ -170,13 +177,22 @@ pub async fn sync(
         Side::open(target, opts.jobs, SideMode::LockedWrite, "receiptdb-sync"),
     )?;
     durations.open_ms = ms(started);
-    say(&opts, &format!("source {} at LSN {}; target {} locked", src.describe, src.lsn, tgt.describe));
+    say(
+        &opts,
+        &format!(
+            "source {} at LSN {}; target {} locked",
+            src.describe, src.lsn, tgt.describe
+        ),
+    );
 
     let t = Instant::now();
     let progress = opts.progress.clone();
     let on_table = move |key: &str, equal: bool| {
         if let Some(p) = &progress {
-            p(&format!("compared {key}: {}", if equal { "equal" } else { "DIFFERENT" }));
+            p(&format!(
+                "compared {key}: {}",
+                if equal { "equal" } else { "DIFFERENT" }
+            ));
         }
     };
     let compared = compare_sides(&src, &tgt, opts.method, !opts.force, &on_table).await?;
@@ -185,14 +201,25 @@ pub async fn sync(
     let report = &compared.report;
 
     let (mode, reason, tables): (SyncMode, String, Vec<&TableInfo>) = if opts.force {
-        (SyncMode::Rebuild, "forced".into(), compared.source_tables.iter().collect())
+        (
+            SyncMode::Rebuild,
+            "forced".into(),
+            compared.source_tables.iter().collect(),
+        )
     } else if !report.schema_differences.is_empty() {
         let reason = format!("{} schema differences", report.schema_differences.len());
-        (SyncMode::Rebuild, reason, compared.source_tables.iter().collect())
+        (
+            SyncMode::Rebuild,
+            reason,
+            compared.source_tables.iter().collect(),
+        )
     } else {
         let differing = report.differing_tables();
-        let tables: Vec<&TableInfo> =
-            compared.source_tables.iter().filter(|t| differing.contains(&t.key())).collect();
+        let tables: Vec<&TableInfo> = compared
+            .source_tables
+            .iter()
+            .filter(|t| differing.contains(&t.key()))
+            .collect();
         let seq_differ = !report.sequences.is_empty();
         if tables.is_empty() && !seq_differ {
             (SyncMode::Nothing, "equal".into(), tables)
@@ -223,8 +250,13 @@ pub async fn sync(
                 dump::schema_section(source, &src.snapshot, dump::Section::PostData),
             )?;
             let dropped = ddl::clear_schemas(main).await?;
-            say(&opts, &format!("dropped {dropped} target schemas; creating the source's schema"));
-            main.batch_execute(&pre).await.ctx("creating the source's schema (pre-data)")?;
+            say(
+                &opts,
+                &format!("dropped {dropped} target schemas; creating the source's schema"),
+            );
+            main.batch_execute(&pre)
+                .await
+                .ctx("creating the source's schema (pre-data)")?;
             Some(post)
         } else {
             let keys: Vec<String> = tables.iter().map(|t| t.key()).collect();
@@ -267,7 +299,9 @@ pub async fn sync(
         };
         let mut sql = String::new();
         for s in &compared.source_sequences {
-            let unchanged = current.iter().any(|c| c.name == s.name && c.next_value() == s.next_value());
+            let unchanged = current
+                .iter()
+                .any(|c| c.name == s.name && c.next_value() == s.next_value());
             if !unchanged {
                 sql.push_str(&sequences::restart_sql(s));
                 sql.push_str(";\n");
@@ -275,11 +309,15 @@ pub async fn sync(
             }
         }
         if !sql.is_empty() {
-            main.batch_execute(&sql).await.ctx("setting sequence values")?;
+            main.batch_execute(&sql)
+                .await
+                .ctx("setting sequence values")?;
         }
     }
     let t = Instant::now();
-    main.batch_execute("COMMIT").await.ctx("committing the target transaction")?;
+    main.batch_execute("COMMIT")
+        .await
+        .ctx("committing the target transaction")?;
     durations.commit_ms = ms(t);
     durations.total_ms = ms(started);
     let rows = copies.iter().map(|c| c.rows).sum();
