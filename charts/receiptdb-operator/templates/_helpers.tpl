@@ -1,0 +1,134 @@
+{{/*
+Chart name, overridable.
+*/}}
+{{- define "receiptdb-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the objects of this release (63 characters at most: a DNS label).
+*/}}
+{{- define "receiptdb-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+helm.sh/chart label value.
+*/}}
+{{- define "receiptdb-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object of the release.
+*/}}
+{{- define "receiptdb-operator.labels" -}}
+helm.sh/chart: {{ include "receiptdb-operator.chart" . }}
+{{ include "receiptdb-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/*
+Labels selecting the operator pod (immutable once installed: keep them few).
+*/}}
+{{- define "receiptdb-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "receiptdb-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+ServiceAccount the operator runs as.
+*/}}
+{{- define "receiptdb-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "receiptdb-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator image reference: repository@digest when a digest is given, else
+repository:tag (tag defaulting to the chart's appVersion). The Deployment runs it and passes
+the same reference to the operator for the init containers of its Jobs.
+*/}}
+{{- define "receiptdb-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The RBAC rules, shared by the ClusterRole (watchNamespace empty) and the Role (watchNamespace
+set). Least privilege: no pods/exec, no pods/log (PostgreSQL is probed over its own protocol and
+Job outcomes are read from termination messages), no delete where ownerReferences and garbage
+collection already remove objects with their pair.
+*/}}
+{{- define "receiptdb-operator.rules" -}}
+# The pairs themselves: watched to reconcile; patched to remove the one-shot request
+# annotations (receiptdb.io/switchover-to, receiptdb.io/sync) once they are handled.
+# No create, update or delete: users own their pairs.
+- apiGroups: ["receiptdb.io"]
+  resources: ["receiptdbpairs"]
+  verbs: ["get", "list", "watch", "patch"]
+# Status is the operator's only memory (phase, active and authoritative member, failover
+# records): written by server-side apply on the status subresource.
+- apiGroups: ["receiptdb.io"]
+  resources: ["receiptdbpairs/status"]
+  verbs: ["patch"]
+# Owned objects carry ownerReferences with blockOwnerDeletion; clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) require this to set them.
+# It allows nothing but setting finalizers on pairs.
+- apiGroups: ["receiptdb.io"]
+  resources: ["receiptdbpairs/finalizers"]
+  verbs: ["update"]
+# One StatefulSet per member: created and kept in shape by server-side apply; a member is
+# fenced by patching it to 0 replicas. Deleted with the pair by garbage collection.
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Headless per-member Services and the client Service, whose selector is flipped on failover.
+# delete: when spec.clientService.name changes, the Service under the old name is removed, so no
+# Service keeps selecting a member the operator no longer manages.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Generated superuser and replication password Secrets (created once, random, never logged),
+# and reading user-supplied Secrets referenced by the spec (passwords, backup keys) to probe
+# the members. Deleted with the pair by garbage collection.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Member pods: readiness, and the termination message in which a Job's pod reports its outcome
+# (read from pod status, so no pods/log). No exec, no delete.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# initdb, clone, rejoin, sync and restore Jobs. delete: a finished Job is removed once its
+# outcome is recorded in status, so the next one of the same kind can run.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The backup CronJob. delete: removed when spec.backup.schedule is unset.
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Events on transitions (failover, sync, backup), through events.k8s.io; patch aggregates
+# repeats into one Event series.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
