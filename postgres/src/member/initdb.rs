@@ -1,0 +1,372 @@
+//! `initdb`: create a member's data directory, ready to run as the first primary.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::cmd::{prepare, run};
+use super::conf::{
+    edit_settings, missing_or_empty, move_into_place, pg_hba, remove_tree, sibling, write_private,
+    DEFAULT_SETTINGS,
+};
+use super::server::{PrivateServer, CONNECT_TIMEOUT};
+use super::{report, ControlData, MemberError, Secret};
+use crate::conn::error_text;
+use crate::pgbin::{hand_to_postgres, server_command};
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct InitdbOptions {
+    pub pgdata: PathBuf,
+    /// The application database (owned by the superuser).
+    pub database: String,
+    pub port: u16,
+    pub superuser: String,
+    pub superuser_password: Secret,
+    /// The role standbys stream as (LOGIN REPLICATION).
+    pub replication_user: String,
+    pub replication_password: Secret,
+    /// `initdb --locale`.
+    pub locale: String,
+    /// Extra `postgresql.conf` settings, after [`DEFAULT_SETTINGS`] (later wins).
+    pub settings: Vec<(String, String)>,
+}
+
+/// What `initdb` did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitdbReport {
+    pub command: &'static str,
+    pub ok: bool,
+    /// False: the directory was already initialized and was left alone.
+    pub initialized: bool,
+    pub pgdata: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// Initialize `opts.pgdata`: initdb with data checksums and SCRAM authentication, the member
+/// settings ([`DEFAULT_SETTINGS`] then `opts.settings`), a SCRAM-only `pg_hba.conf`, the
+/// replication role and the application database. Built in `<pgdata>.initdb` and renamed into
+/// place when complete. Idempotent: an initialized directory (with `PG_VERSION`) is left alone
+/// and reported with `initialized: false`; a non-empty directory without one is refused.
+pub async fn initdb(opts: &InitdbOptions) -> Result<InitdbReport, MemberError> {
+    let started = Instant::now();
+    let mut rep = InitdbReport {
+        command: "initdb",
+        ok: true,
+        initialized: false,
+        pgdata: opts.pgdata.display().to_string(),
+        system_identifier: None,
+        database: Some(opts.database.clone()),
+        error: None,
+        duration_ms: 0,
+    };
+    validate(opts)?;
+    if opts.pgdata.join("PG_VERSION").exists() {
+        tracing::info!(pgdata = %opts.pgdata.display(), "already initialized; left alone");
+        rep.system_identifier = ControlData::read(&opts.pgdata)
+            .await
+            .ok()
+            .map(|c| c.system_identifier);
+        rep.duration_ms = elapsed(started);
+        return Ok(rep);
+    }
+    if !missing_or_empty(&opts.pgdata)? {
+        return Err(MemberError::Refused(format!(
+            "{} is not empty and holds no PostgreSQL data directory (no PG_VERSION); refusing to initialize over it",
+            opts.pgdata.display()
+        )));
+    }
+    let staging = sibling(&opts.pgdata, "initdb");
+    remove_tree(&staging)?;
+    run_initdb(opts, &staging).await?;
+    std::fs::write(staging.join("pg_hba.conf"), pg_hba())
+        .map_err(MemberError::io("write pg_hba.conf", &staging))?;
+    let mut settings: Vec<(String, String)> = DEFAULT_SETTINGS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    settings.push(("port".into(), opts.port.to_string()));
+    settings.extend(opts.settings.iter().cloned());
+    let settings = last_wins(settings);
+    edit_settings(&staging.join("postgresql.conf"), &[], &settings, true)?;
+
+    let server = PrivateServer::start(&staging, opts.port).await?;
+    let created = bootstrap(opts, &server).await;
+    let stopped = server.stop().await;
+    created?;
+    stopped?;
+    rep.system_identifier = Some(ControlData::read(&staging).await?.system_identifier);
+    move_into_place(&staging, &opts.pgdata)?;
+    rep.initialized = true;
+    rep.duration_ms = elapsed(started);
+    Ok(rep)
+}
+
+fn validate(opts: &InitdbOptions) -> Result<(), MemberError> {
+    for (what, pw) in [
+        ("superuser", &opts.superuser_password),
+        ("replication", &opts.replication_password),
+    ] {
+        if pw.expose().is_empty() || pw.expose().contains(['\n', '\r']) {
+            return Err(MemberError::Config(format!(
+                "the {what} password must be non-empty and one line"
+            )));
+        }
+    }
+    for (k, _) in &opts.settings {
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(MemberError::Config(format!("not a setting name: {k:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Keep the last value of each setting, in first-seen order.
+fn last_wins(settings: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in settings {
+        let k = k.to_ascii_lowercase();
+        match out.iter_mut().find(|(o, _)| *o == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
+}
+
+async fn run_initdb(opts: &InitdbOptions, staging: &Path) -> Result<(), MemberError> {
+    // The superuser password goes to initdb in a 0600 file in a private directory, removed after.
+    let pwdir = sibling(staging, "pw");
+    remove_tree(&pwdir)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&pwdir)
+            .map_err(MemberError::io("create password directory", &pwdir))?;
+    }
+    hand_to_postgres(&pwdir).map_err(MemberError::io("chown password directory", &pwdir))?;
+    let pwfile = pwdir.join("pw");
+    let result = async {
+        write_private(&pwfile, opts.superuser_password.expose().as_bytes())?;
+        let mut cmd = server_command("initdb");
+        cmd.arg("-D")
+            .arg(staging)
+            .arg("-U")
+            .arg(&opts.superuser)
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args([
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "--data-checksums",
+            ])
+            .arg("--encoding=UTF8")
+            .arg(format!("--locale={}", opts.locale));
+        run(prepare(cmd), "initdb").await.map(|_| ())
+    }
+    .await;
+    let _ = remove_tree(&pwdir);
+    if result.is_err() {
+        let _ = remove_tree(staging);
+    }
+    result
+}
+
+/// Quote an SQL identifier.
+pub(crate) fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Create the replication role and the application database on the private server. The
+/// replication password is sent as a SCRAM verifier computed here, so the password itself
+/// never appears in SQL text (which the server may log).
+async fn bootstrap(opts: &InitdbOptions, server: &PrivateServer) -> Result<(), MemberError> {
+    let target = server.target(&opts.superuser, &opts.superuser_password, "postgres");
+    let client = target.connect(CONNECT_TIMEOUT).await?;
+    let sql_err = |step: &'static str| {
+        let target = target.describe();
+        move |e: tokio_postgres::Error| MemberError::Sql {
+            step,
+            target,
+            message: error_text(&e),
+        }
+    };
+    let verifier =
+        postgres_protocol::password::scram_sha_256(opts.replication_password.expose().as_bytes());
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[&opts.replication_user],
+        )
+        .await
+        .map_err(sql_err("look up the replication role"))?
+        .is_some();
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    client
+        .batch_execute(&format!(
+            "{verb} ROLE {} WITH LOGIN REPLICATION PASSWORD '{verifier}'",
+            ident(&opts.replication_user)
+        ))
+        .await
+        .map_err(sql_err("create the replication role"))?;
+    let db_exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&opts.database],
+        )
+        .await
+        .map_err(sql_err("look up the database"))?
+        .is_some();
+    if !db_exists {
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                ident(&opts.database),
+                ident(&opts.superuser)
+            ))
+            .await
+            .map_err(sql_err("create the database"))?;
+    }
+    Ok(())
+}
+
+fn elapsed(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `receiptdb-operator initdb`: see `docs/job-interface.md`. Passwords come from
+/// `RECEIPTDB_SUPERUSER_PASSWORD` and `RECEIPTDB_REPLICATION_PASSWORD`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitdbArgs {
+    /// The data directory to create.
+    #[arg(long, env = "PGDATA")]
+    pub pgdata: PathBuf,
+    /// The application database to create.
+    #[arg(long, default_value = "receipts")]
+    pub database: String,
+    /// The port the member listens on.
+    #[arg(long, default_value_t = 5432)]
+    pub port: u16,
+    /// The superuser's name.
+    #[arg(long, default_value = "postgres")]
+    pub superuser: String,
+    /// The role standbys stream as.
+    #[arg(long, default_value = "replicator")]
+    pub replication_user: String,
+    /// initdb's locale.
+    #[arg(long, default_value = "C.UTF-8")]
+    pub locale: String,
+    /// A postgresql.conf setting, NAME=VALUE (repeatable; after the operator's defaults).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Also write the report as one line of JSON to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parse `NAME=VALUE`.
+pub fn parse_setting(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+fn env_secret(name: &str) -> Result<Secret, MemberError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+        _ => Err(MemberError::Config(format!("{name} is not set"))),
+    }
+}
+
+/// Run `initdb` from the command line: exit 0 on success (also when already initialized), 2 on
+/// error.
+pub async fn main(args: InitdbArgs) -> ExitCode {
+    let started = Instant::now();
+    let result = async {
+        let opts = InitdbOptions {
+            pgdata: args.pgdata.clone(),
+            database: args.database.clone(),
+            port: args.port,
+            superuser: args.superuser.clone(),
+            superuser_password: env_secret("RECEIPTDB_SUPERUSER_PASSWORD")?,
+            replication_user: args.replication_user.clone(),
+            replication_password: env_secret("RECEIPTDB_REPLICATION_PASSWORD")?,
+            locale: args.locale.clone(),
+            settings: args.settings.clone(),
+        };
+        initdb(&opts).await
+    }
+    .await;
+    let (rep, code) = match result {
+        Ok(rep) => (rep, ExitCode::SUCCESS),
+        Err(e) => (
+            InitdbReport {
+                command: "initdb",
+                ok: false,
+                initialized: false,
+                pgdata: args.pgdata.display().to_string(),
+                system_identifier: None,
+                database: None,
+                error: Some(e.to_string()),
+                duration_ms: elapsed(started),
+            },
+            ExitCode::from(2),
+        ),
+    };
+    let line = report::one_line(&rep);
+    report::write(args.report.as_deref(), &line);
+    if args.json {
+        println!("{line}");
+    } else if let Some(err) = &rep.error {
+        eprintln!("initdb failed: {err}");
+    } else if rep.initialized {
+        println!(
+            "initdb: initialized {} (system {}, database {:?}) in {} ms",
+            rep.pgdata,
+            rep.system_identifier.as_deref().unwrap_or("?"),
+            args.database,
+            rep.duration_ms
+        );
+    } else {
+        println!("initdb: {} is already initialized; left alone", rep.pgdata);
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_and_last_wins() {
+        assert_eq!(
+            parse_setting("fsync=off").unwrap(),
+            ("fsync".into(), "off".into())
+        );
+        assert!(parse_setting("fsync").is_err());
+        let s = last_wins(vec![
+            ("a".into(), "1".into()),
+            ("B".into(), "2".into()),
+            ("a".into(), "3".into()),
+        ]);
+        assert_eq!(s, vec![("a".into(), "3".into()), ("b".into(), "2".into())]);
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}

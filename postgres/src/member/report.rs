@@ -1,0 +1,73 @@
+//! The final report of a Job entrypoint: one line of JSON, at most 4 KiB, so it fits a Pod's
+//! termination message (`--report /dev/termination-log`) and the operator reads the outcome
+//! without reading logs.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// The termination message limit.
+pub(crate) const MAX_REPORT: usize = 4096;
+
+/// Serialize `report` to one line under [`MAX_REPORT`] bytes, shortening long strings (error
+/// texts, program output) until it fits.
+pub(crate) fn one_line(report: &impl serde::Serialize) -> String {
+    let mut value = serde_json::to_value(report).unwrap_or_else(|e| {
+        serde_json::json!({ "ok": false, "error": format!("cannot serialize the report: {e}") })
+    });
+    for limit in [800usize, 300, 100, 40] {
+        let text = value.to_string();
+        if text.len() < MAX_REPORT {
+            return text;
+        }
+        shorten(&mut value, limit);
+    }
+    let text = value.to_string();
+    if text.len() < MAX_REPORT {
+        text
+    } else {
+        serde_json::json!({ "ok": value.get("ok").cloned().unwrap_or(Value::Null), "error": "report too long" })
+            .to_string()
+    }
+}
+
+fn shorten(v: &mut Value, limit: usize) {
+    match v {
+        Value::String(s) if s.len() > limit => {
+            let mut end = limit;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push_str("...");
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| shorten(x, limit)),
+        Value::Object(o) => o.values_mut().for_each(|x| shorten(x, limit)),
+        _ => {}
+    }
+}
+
+/// Write the report line to `path` (when given); a failure is logged, not fatal: the report
+/// also goes to stdout.
+pub(crate) fn write(path: Option<&Path>, line: &str) {
+    if let Some(path) = path {
+        if let Err(e) = std::fs::write(path, format!("{line}\n")) {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the report file");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_reports_are_shortened_to_fit() {
+        let big = "x".repeat(10_000);
+        let line = one_line(&serde_json::json!({ "ok": false, "error": big, "n": 1 }));
+        assert!(line.len() < MAX_REPORT, "{}", line.len());
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["n"], 1);
+    }
+}
