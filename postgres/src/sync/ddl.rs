@@ -58,8 +58,9 @@ pub(crate) async fn set_aside_foreign_keys(
             "SELECT k.conrelid::regclass::text, k.conname::text, pg_get_constraintdef(k.oid)
              FROM pg_constraint k
              WHERE k.contype = 'f' AND k.conparentid = 0
-               AND EXISTS (SELECT 1 FROM pg_partition_tree(k.confrelid) p
-                           WHERE p.relid = ANY($1::text[]::regclass[]))
+               AND (k.confrelid = ANY($1::text[]::regclass[])
+                    OR EXISTS (SELECT 1 FROM pg_partition_tree(k.confrelid) p
+                               WHERE p.relid = ANY($1::text[]::regclass[])))
              ORDER BY 1, 2",
             &[&tables],
         )
