@@ -35,6 +35,9 @@ pub struct CloneOptions {
     pub replication_password: Secret,
     /// The standby's `application_name` (the member name, used in `synchronous_standby_names`).
     pub application_name: String,
+    /// Skip fsync of the copy (`pg_basebackup --no-sync`, `pg_rewind --no-sync`): only for
+    /// throwaway clusters (tests, the local scenario suite).
+    pub no_sync: bool,
 }
 
 /// What `clone` did.
@@ -157,6 +160,9 @@ pub async fn clone(opts: &CloneOptions) -> Result<CloneReport, MemberError> {
         "--checkpoint=fast",
         "-w",
     ]);
+    if opts.no_sync {
+        cmd.arg("--no-sync");
+    }
     tracing::info!(source = %source.describe(), slot = %opts.slot, "pg_basebackup");
     let copied = run(
         with_password(prepare(cmd), opts.replication_password.expose()),
@@ -228,6 +234,9 @@ pub struct CloneArgs {
     /// The standby's application_name (the member name).
     #[arg(long, default_value = "standby")]
     pub application_name: String,
+    /// Skip fsync (throwaway clusters only: tests, local scenarios).
+    #[arg(long)]
+    pub no_sync: bool,
     /// Also write the report as one line of JSON to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -244,6 +253,7 @@ pub(crate) fn options_from_args(
     port: u16,
     replication_user: &str,
     application_name: &str,
+    no_sync: bool,
 ) -> Result<CloneOptions, MemberError> {
     let source = Target::parse(source)?;
     let (host, src_port) = host_port(&source);
@@ -260,6 +270,7 @@ pub(crate) fn options_from_args(
             replication_user,
         )?,
         application_name: application_name.to_string(),
+        no_sync,
         source,
     })
 }
@@ -275,6 +286,7 @@ pub async fn main(args: CloneArgs) -> ExitCode {
             args.port,
             &args.replication_user,
             &args.application_name,
+            args.no_sync,
         )?;
         clone(&opts).await
     }

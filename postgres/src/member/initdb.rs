@@ -32,6 +32,9 @@ pub struct InitdbOptions {
     pub locale: String,
     /// Extra `postgresql.conf` settings, after [`DEFAULT_SETTINGS`] (later wins).
     pub settings: Vec<(String, String)>,
+    /// Skip fsync of the new files (`initdb --no-sync`): only for throwaway clusters (tests, the
+    /// local scenario suite); a crash can then corrupt the directory.
+    pub no_sync: bool,
 }
 
 /// What `initdb` did.
@@ -175,6 +178,9 @@ async fn run_initdb(opts: &InitdbOptions, staging: &Path) -> Result<(), MemberEr
             ])
             .arg("--encoding=UTF8")
             .arg(format!("--locale={}", opts.locale));
+        if opts.no_sync {
+            cmd.arg("--no-sync");
+        }
         run(prepare(cmd), "initdb").await.map(|_| ())
     }
     .await;
@@ -272,6 +278,9 @@ pub struct InitdbArgs {
     /// A postgresql.conf setting, NAME=VALUE (repeatable; after the operator's defaults).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
+    /// Skip fsync (throwaway clusters only: tests, local scenarios).
+    #[arg(long)]
+    pub no_sync: bool,
     /// Also write the report as one line of JSON to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -310,6 +319,7 @@ pub async fn main(args: InitdbArgs) -> ExitCode {
             replication_password: env_secret("RECEIPTDB_REPLICATION_PASSWORD")?,
             locale: args.locale.clone(),
             settings: args.settings.clone(),
+            no_sync: args.no_sync,
         };
         initdb(&opts).await
     }

@@ -471,6 +471,9 @@ async fn rewind(opts: &RejoinOptions) -> Result<RewindOutput, MemberError> {
     let mut cmd = server_command("pg_rewind");
     cmd.arg(format!("--target-pgdata={}", opts.pgdata.display()))
         .arg(format!("--source-server={conninfo}"));
+    if opts.no_sync {
+        cmd.arg("--no-sync");
+    }
     let mut cmd = prepare(cmd);
     if let Some(pw) = cfg.get_password() {
         cmd = with_password(cmd, &String::from_utf8_lossy(pw));
@@ -537,6 +540,9 @@ pub struct RejoinArgs {
     /// The standby's application_name (the member name).
     #[arg(long, default_value = "standby")]
     pub application_name: String,
+    /// Skip fsync (throwaway clusters only: tests, local scenarios).
+    #[arg(long)]
+    pub no_sync: bool,
     /// Also write the report as one line of JSON to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -556,6 +562,7 @@ pub async fn main(args: RejoinArgs) -> ExitCode {
             args.port,
             &args.replication_user,
             &args.application_name,
+            args.no_sync,
         )?;
         rejoin(&opts).await
     }

@@ -33,6 +33,7 @@ pub fn initdb_options(pgdata: std::path::PathBuf) -> InitdbOptions {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        no_sync: true,
     }
 }
 
@@ -57,6 +58,7 @@ pub fn clone_options(source: &TestCluster, name: &str) -> (tempfile::TempDir, Cl
         replication_user: "replicator".into(),
         replication_password: Secret::new(REPL_PASSWORD),
         application_name: name.into(),
+        no_sync: true,
     };
     (dir, opts)
 }
