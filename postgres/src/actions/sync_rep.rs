@@ -51,18 +51,23 @@ pub async fn wait_for_replay(
         let client = standby.connect(timeout).await?;
         loop {
             let row = client
-                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+                .query_one(
+                    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text",
+                    &[],
+                )
                 .await
                 .map_err(query_err(standby, "pg_last_wal_replay_lsn()"))?;
-            match lsn_col(&row, 0) {
+            let in_recovery: bool = row.get(0);
+            match lsn_col(&row, 1) {
                 Some(replayed) if replayed >= lsn => return Ok(replayed),
-                Some(_) => {}
-                None => {
+                // A primary replays nothing more: waiting would only time out.
+                _ if !in_recovery => {
                     return Err(ActionError::State {
                         target: standby.describe(),
-                        message: "not a standby (pg_last_wal_replay_lsn() is null)".into(),
+                        message: format!("not a standby: it will never replay up to {lsn}"),
                     })
                 }
+                _ => {}
             }
             tokio::time::sleep(POLL).await;
         }
