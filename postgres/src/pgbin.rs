@@ -64,9 +64,9 @@ pub fn hand_to_postgres(path: &std::path::Path) -> std::io::Result<()> {
 /// port, user and database go in `PG*` environment variables and the password, when the
 /// target has one, in `PGPASSWORD`, never in arguments (which every local user can read in
 /// `ps`).
-pub fn client_command(name: &str, target: &crate::conn::Target) -> tokio::process::Command {
+pub fn client_command_std(name: &str, target: &crate::conn::Target) -> Command {
     use tokio_postgres::config::Host;
-    let mut cmd = tokio::process::Command::new(program(name));
+    let mut cmd = Command::new(program(name));
     let cfg = &target.config;
     if let Some(host) = cfg.get_hosts().first() {
         match host {
@@ -86,6 +86,12 @@ pub fn client_command(name: &str, target: &crate::conn::Target) -> tokio::proces
     if let Some(pw) = cfg.get_password() {
         cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).as_ref());
     }
+    cmd
+}
+
+/// [`client_command_std`] as a tokio command, killed if dropped.
+pub fn client_command(name: &str, target: &crate::conn::Target) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::from(client_command_std(name, target));
     cmd.kill_on_drop(true);
     cmd
 }

@@ -1,0 +1,124 @@
+//! `backup` + `restore` round trips, plain and encrypted, and the file's permissions.
+
+use std::os::unix::fs::PermissionsExt;
+
+use age::secrecy::ExposeSecret;
+use receiptdb_postgres::backup::{self, BackupOptions, RestoreOptions};
+use receiptdb_postgres::compare::{self, CompareOptions, Method};
+use receiptdb_postgres::testing::TestCluster;
+
+pub const DATA: &str = "
+    CREATE TYPE state AS ENUM ('a', 'b');
+    CREATE TABLE receipts (id serial PRIMARY KEY, body text, s state DEFAULT 'a');
+    INSERT INTO receipts (body) SELECT md5(g::text) FROM generate_series(1, 5000) g;
+";
+
+async fn equal(c: &TestCluster, a: &str, b: &str) -> bool {
+    let opts = CompareOptions {
+        method: Method::Checksums,
+        jobs: 1,
+    };
+    let r = compare::compare(&c.target(a), &c.target(b), opts)
+        .await
+        .unwrap();
+    r.equal
+}
+
+#[tokio::test]
+async fn roundtrip_plain_and_encrypted_files_are_0600() {
+    let c = TestCluster::start();
+    c.create_db("app").await;
+    c.client("app").await.batch_execute(DATA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Plain, even under a permissive umask.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o000));
+    let plain = dir.path().join("plain.rdb");
+    let opts = BackupOptions {
+        output: plain.clone(),
+        recipients_file: None,
+    };
+    let r = backup::backup(&c.target("app"), opts).await.unwrap();
+    nix::sys::stat::umask(old);
+    assert_eq!(
+        std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!r.manifest.encrypted);
+    assert_eq!(r.manifest.database, "app");
+    assert!(r.manifest.server_version.starts_with("15"));
+    assert!(r.manifest.snapshot_lsn.contains('/'));
+    assert_eq!(r.manifest.payload_sha256.len(), 64);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no partial file left"
+    );
+
+    // Restore into a new database, and over an existing one with a client connected.
+    let opts = RestoreOptions {
+        input: plain.clone(),
+        identity_file: None,
+    };
+    let r = backup::restore(&c.target("copy"), opts.clone())
+        .await
+        .unwrap();
+    assert!(!r.replaced_existing);
+    assert!(equal(&c, "app", "copy").await);
+    let connected = c.client("copy").await;
+    connected
+        .batch_execute("DELETE FROM receipts WHERE id < 100")
+        .await
+        .unwrap();
+    let r = backup::restore(&c.target("copy"), opts).await.unwrap();
+    assert!(r.replaced_existing);
+    assert_eq!(r.terminated_sessions, 1);
+    assert!(
+        connected.batch_execute("SELECT 1").await.is_err(),
+        "old session terminated"
+    );
+    assert!(equal(&c, "app", "copy").await);
+
+    // Encrypted to two recipients; the second identity decrypts.
+    let (id1, id2) = (
+        age::x25519::Identity::generate(),
+        age::x25519::Identity::generate(),
+    );
+    let recipients = dir.path().join("recipients.txt");
+    std::fs::write(
+        &recipients,
+        format!(
+            "# backup keys\n{}\n\n{}\n",
+            id1.to_public(),
+            id2.to_public()
+        ),
+    )
+    .unwrap();
+    let identity = dir.path().join("identity.txt");
+    std::fs::write(&identity, format!("{}\n", id2.to_string().expose_secret())).unwrap();
+    let enc = dir.path().join("enc.rdb");
+    let opts = BackupOptions {
+        output: enc.clone(),
+        recipients_file: Some(recipients),
+    };
+    let r = backup::backup(&c.target("app"), opts).await.unwrap();
+    assert!(r.manifest.encrypted);
+    assert_eq!(r.manifest.recipients, 2);
+    assert_eq!(
+        std::fs::metadata(&enc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bytes = std::fs::read(&enc).unwrap();
+    assert!(
+        !bytes
+            .windows(32)
+            .any(|w| w == b"c4ca4238a0b923820dcc509a6f75849b"),
+        "plaintext leak"
+    );
+    let opts = RestoreOptions {
+        input: enc,
+        identity_file: Some(identity),
+    };
+    backup::restore(&c.target("copy2"), opts).await.unwrap();
+    assert!(equal(&c, "app", "copy2").await);
+}
