@@ -82,7 +82,7 @@ pub(crate) fn edit_settings(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(MemberError::io("read settings", file)(e)),
     };
-    let drop = |k: &str| remove.iter().any(|r| *r == k) || set.iter().any(|(s, _)| s == k);
+    let drop = |k: &str| remove.contains(&k) || set.iter().any(|(s, _)| s == k);
     let mut out = String::new();
     for line in old.lines() {
         match line_key(line) {
