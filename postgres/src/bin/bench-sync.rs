@@ -1,0 +1,303 @@
+//! Benchmark: full `sync --force` against the runbook's `pg_dump | psql` and against
+//! `pg_dump -Fd -j2` + `pg_restore -j2`; differential `sync` with 1 of 20 tables differing;
+//! `check` with counts against checksums. Two throwaway clusters on this machine, generated
+//! data (6 wide random-text tables and 14 narrow receipt-like tables, ~450 MB with indexes).
+//! Prints the median of `RUNS` runs of each. Not a test: figures depend on the machine.
+//!
+//! Run: `CARGO_TARGET_DIR=/work/target-pgb cargo run --release -p receiptdb-postgres
+//! --features testing --bin bench-sync` (env `BENCH_RUNS`, `BENCH_SCALE` adjust).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use receiptdb_postgres::compare::{self, CompareOptions, Method};
+use receiptdb_postgres::pgbin::{client_command_std, program};
+use receiptdb_postgres::sync::{self, SyncMode, SyncOptions};
+use receiptdb_postgres::testing::{ClusterOptions, TestCluster};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn cluster() -> TestCluster {
+    TestCluster::start_with(ClusterOptions {
+        config: vec![
+            "shared_buffers = 256MB".into(),
+            "max_wal_size = 4GB".into(),
+            "checkpoint_timeout = 30min".into(),
+            "maintenance_work_mem = 256MB".into(),
+            "synchronous_commit = off".into(),
+        ],
+        checksums: true,
+    })
+}
+
+async fn generate(c: &TestCluster, scale: usize) -> Res<()> {
+    let wide_rows = 40_000 * scale;
+    let narrow_rows = 150_000 * scale;
+    let mut jobs = Vec::new();
+    for i in 1..=20 {
+        let client = c.client("bench").await;
+        let sql = if i <= 6 {
+            let parts: Vec<String> = (0..25).map(|_| "md5(random()::text)".to_string()).collect();
+            format!(
+                "CREATE TABLE t{i:02} (id bigint PRIMARY KEY, created timestamptz NOT NULL, body text);
+                 INSERT INTO t{i:02} SELECT g, now() - g * interval '1 s', {} FROM generate_series(1, {wide_rows}) g;",
+                parts.join(" || ")
+            )
+        } else {
+            format!(
+                "CREATE TABLE t{i:02} (id bigint PRIMARY KEY, patient int NOT NULL, amount numeric(12,2),
+                     issued date, at timestamptz, code text, flag bool);
+                 CREATE INDEX ON t{i:02} (patient);
+                 INSERT INTO t{i:02} SELECT g, (random() * 100000)::int, round((random() * 10000)::numeric, 2),
+                     date '2020-01-01' + (g % 1500), now() - g * interval '1 min',
+                     substr(md5(g::text), 1, 12), g % 3 = 0
+                 FROM generate_series(1, {narrow_rows}) g;"
+            )
+        };
+        jobs.push(tokio::spawn(
+            async move { client.batch_execute(&sql).await },
+        ));
+        if jobs.len() == 2 {
+            for j in jobs.drain(..) {
+                j.await??;
+            }
+        }
+    }
+    for j in jobs {
+        j.await??;
+    }
+    c.client("bench")
+        .await
+        .batch_execute("VACUUM ANALYZE")
+        .await?;
+    Ok(())
+}
+
+fn run_shell(what: &str, mut cmd: Command) -> Res<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(())
+}
+
+/// The runbook's copy: `pg_dump --clean | psql` into the existing target.
+fn dump_psql(src: &TestCluster, tgt: &TestCluster) -> Res<Duration> {
+    let t = Instant::now();
+    let mut dump = client_command_std("pg_dump", &src.target("bench"))
+        .args(["--clean", "--if-exists"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = dump.stdout.take().ok_or("no stdout")?;
+    let psql = client_command_std("psql", &tgt.target("bench"))
+        .args(["-q", "-X", "-v", "ON_ERROR_STOP=1"])
+        .stdin(stdout)
+        .stdout(Stdio::null())
+        .status()?;
+    let d = dump.wait()?;
+    if !psql.success() || !d.success() {
+        return Err("pg_dump | psql failed".into());
+    }
+    Ok(t.elapsed())
+}
+
+/// `pg_dump -Fd -j2` then `pg_restore -j2 --clean` into the existing target.
+fn dump_dir_restore(src: &TestCluster, tgt: &TestCluster) -> Res<(Duration, Duration)> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("dump");
+    let t = Instant::now();
+    let mut cmd = client_command_std("pg_dump", &src.target("bench"));
+    cmd.args(["-Fd", "-j2", "-f"]).arg(&out);
+    run_shell("pg_dump -Fd", cmd)?;
+    let dumped = t.elapsed();
+    let t = Instant::now();
+    let mut cmd = client_command_std("pg_restore", &tgt.target("bench"));
+    cmd.args(["-j2", "--clean", "--if-exists", "-d", "bench"])
+        .arg(&out);
+    run_shell("pg_restore", cmd)?;
+    Ok((dumped, t.elapsed()))
+}
+
+async fn size(c: &TestCluster) -> Res<i64> {
+    let row = c
+        .client("bench")
+        .await
+        .query_one("SELECT pg_database_size('bench')", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let runs = env_num("BENCH_RUNS", 3);
+    let scale = env_num("BENCH_SCALE", 1);
+    let (src, tgt) = (cluster(), cluster());
+    src.create_db("bench").await;
+    tgt.create_db("bench").await;
+    let t = Instant::now();
+    generate(&src, scale).await?;
+    let bytes = size(&src).await?;
+    println!("machine: {} cores, load average {}", num_cpus(), loadavg());
+    println!("pg_dump: {}", version(&program("pg_dump")));
+    println!(
+        "data: 20 tables (6 wide random text, 14 narrow), {:.0} MB on disk, generated in {}",
+        bytes as f64 / 1e6,
+        secs(t.elapsed())
+    );
+    let force = SyncOptions {
+        force: true,
+        ..SyncOptions::default()
+    };
+    // Warm-up: populate the target.
+    sync::sync(&src.target("bench"), &tgt.target("bench"), force.clone()).await?;
+
+    let mut full = Vec::new();
+    let mut runbook = Vec::new();
+    let mut dir_dump = Vec::new();
+    let mut dir_restore = Vec::new();
+    let mut diff = Vec::new();
+    let mut counts = Vec::new();
+    let mut sums = Vec::new();
+    let mut copied_bytes = 0;
+    for run in 1..=runs {
+        let t = Instant::now();
+        let r = sync::sync(&src.target("bench"), &tgt.target("bench"), force.clone()).await?;
+        full.push(t.elapsed());
+        copied_bytes = r.bytes;
+        println!(
+            "run {run}: sync --force {} ({} rows, {} MB COPY)",
+            secs(t.elapsed()),
+            r.rows,
+            r.bytes / 1_000_000
+        );
+
+        let d = dump_psql(&src, &tgt)?;
+        runbook.push(d);
+        println!("run {run}: pg_dump | psql {}", secs(d));
+
+        let (a, b) = dump_dir_restore(&src, &tgt)?;
+        dir_dump.push(a);
+        dir_restore.push(b);
+        println!(
+            "run {run}: pg_dump -Fd -j2 {} + pg_restore -j2 {}",
+            secs(a),
+            secs(b)
+        );
+
+        // One of 20 tables differs (content only: counts would not see it).
+        let tag = format!("changed {run}");
+        tgt.client("bench")
+            .await
+            .execute("UPDATE t10 SET code = $1 WHERE id = 77", &[&tag])
+            .await?;
+        let t = Instant::now();
+        let r = sync::sync(
+            &src.target("bench"),
+            &tgt.target("bench"),
+            SyncOptions::default(),
+        )
+        .await?;
+        diff.push(t.elapsed());
+        assert_eq!(r.mode, SyncMode::Tables);
+        println!(
+            "run {run}: differential sync {} (copied {:?}; compare {} ms, copy {} ms)",
+            secs(t.elapsed()),
+            r.tables
+                .iter()
+                .map(|t| t.table.as_str())
+                .collect::<Vec<_>>(),
+            r.durations.compare_ms,
+            r.durations.copy_ms
+        );
+
+        for (method, into) in [
+            (Method::Counts, &mut counts),
+            (Method::Checksums, &mut sums),
+        ] {
+            let t = Instant::now();
+            let opts = CompareOptions { method, jobs: 2 };
+            let r = compare::compare(&src.target("bench"), &tgt.target("bench"), opts).await?;
+            into.push(t.elapsed());
+            println!(
+                "run {run}: check {method:?} {} (equal: {})",
+                secs(t.elapsed()),
+                r.equal
+            );
+        }
+    }
+    let (full, runbook) = (median(full), median(runbook));
+    let (dd, dr) = (median(dir_dump), median(dir_restore));
+    let (diff, counts, sums) = (median(diff), median(counts), median(sums));
+    println!("\n== medians of {runs} runs ==");
+    println!("| measurement | median | ratio |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| sync --force (full, {} MB COPY) | {} | |",
+        copied_bytes / 1_000_000,
+        secs(full)
+    );
+    println!(
+        "| pg_dump \\| psql (runbook) | {} | sync --force is {:.2}x faster (target >= 1.5x) |",
+        secs(runbook),
+        runbook.as_secs_f64() / full.as_secs_f64()
+    );
+    println!(
+        "| pg_dump -Fd -j2 + pg_restore -j2 | {} + {} = {} | sync --force is {:.2}x faster |",
+        secs(dd),
+        secs(dr),
+        secs(dd + dr),
+        (dd + dr).as_secs_f64() / full.as_secs_f64()
+    );
+    println!(
+        "| sync, 1 of 20 tables differs | {} | {:.1}x faster than full (target >= 10x) |",
+        secs(diff),
+        full.as_secs_f64() / diff.as_secs_f64()
+    );
+    println!("| check --method counts | {} | |", secs(counts));
+    println!(
+        "| check --method checksums | {} | {:.2}x counts (target <= 2x) |",
+        secs(sums),
+        sums.as_secs_f64() / counts.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn version(p: &std::path::Path) -> String {
+    Command::new(p)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
