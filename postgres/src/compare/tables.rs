@@ -28,18 +28,22 @@ pub(crate) struct TablePair {
     pub key: String,
     pub qualified: String,
     /// Column names present on both sides, sorted, so that physical column order (a table
-    /// altered over time versus one created afresh) does not matter.
-    pub columns: Vec<String>,
+    /// altered over time versus one created afresh) does not matter; with whether both sides
+    /// can hash the column natively.
+    pub columns: Vec<(String, bool)>,
     pub bytes: i64,
 }
 
 impl TablePair {
     pub fn new(src: &TableInfo, tgt: &TableInfo) -> Self {
-        let mut columns: Vec<String> = src
+        let mut columns: Vec<(String, bool)> = src
             .columns
             .iter()
-            .filter(|c| tgt.columns.iter().any(|t| t.name == c.name))
-            .map(|c| c.name.clone())
+            .filter_map(|c| {
+                let t = tgt.columns.iter().find(|t| t.name == c.name)?;
+                let native = c.hash_native && t.hash_native && c.type_name == t.type_name;
+                Some((c.name.clone(), native))
+            })
             .collect();
         columns.sort();
         Self {
@@ -52,19 +56,33 @@ impl TablePair {
 
     /// The statement computing this table's figures.
     ///
-    /// Checksums: `hashtextextended(ROW(cols)::text, 0)` is PostgreSQL's 64-bit hash of the
-    /// row's text form (fast: it is the hash used by hash indexes); the per-table value is the
-    /// exact (numeric) sum of those hashes plus the row count. A sum, unlike XOR, does not
-    /// cancel duplicate rows, and is order-independent. For accidental divergence (this is not
-    /// a defence against an adversary crafting collisions) a changed multiset of rows goes
-    /// unnoticed with probability about 2^-64 per table.
+    /// Checksums: each row is hashed to 64 bits with `hash_record_extended(ROW(...), 0)`, the
+    /// server's hash-join/hash-index hash: built-in scalar columns through their own hash
+    /// functions (no text conversion, the expensive part), every other column through its text
+    /// form (`col::text`; enums hash by OID, which differs between servers). The per-table
+    /// value is the exact (numeric) sum of the row hashes plus the row count: order-independent,
+    /// and unlike XOR a sum does not cancel duplicate rows. For accidental divergence (not an
+    /// adversary crafting collisions) a changed multiset of rows goes unnoticed with
+    /// probability about 2^-64 per table. Values equal by their type's equality hash equally
+    /// (`1.0` and `1.00` numeric, trailing blanks in `char(n)`), as the server compares them.
     pub fn sql(&self, method: Method) -> String {
         match method {
             Method::Counts => format!("SELECT count(*), NULL::text FROM ONLY {}", self.qualified),
             Method::Checksums => {
-                let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+                let cols: Vec<String> = self
+                    .columns
+                    .iter()
+                    .map(|(c, native)| {
+                        let q = quote_ident(c);
+                        if *native {
+                            q
+                        } else {
+                            format!("{q}::text")
+                        }
+                    })
+                    .collect();
                 format!(
-                    "SELECT count(*), coalesce(sum(hashtextextended(ROW({})::text, 0)), 0)::text \
+                    "SELECT count(*), coalesce(sum(hash_record_extended(ROW({}), 0)), 0)::text \
                      FROM ONLY {}",
                     cols.join(", "),
                     self.qualified

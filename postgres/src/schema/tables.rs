@@ -19,6 +19,10 @@ pub struct Column {
     /// arrays of them), enums (sent as labels) and domains over built-in types. Arrays of user
     /// types and composite types carry type OIDs on the wire, which differ between servers.
     pub binary_safe: bool,
+    /// Whether the checksum may hash the value with its type's own hash function (built-in
+    /// scalar types whose hash depends on the value only); otherwise the text form is hashed.
+    /// Enums are excluded: they hash by OID, which differs between servers.
+    pub hash_native: bool,
 }
 
 /// One table that stores rows.
@@ -58,7 +62,10 @@ pub async fn list_tables(client: &impl GenericClient) -> Result<Vec<TableInfo>, 
                      WHEN t.typtype = 'd' THEN t.typbasetype::int8 < 16384
                           AND coalesce((SELECT b.typelem::int8 < 16384 FROM pg_type b
                                         WHERE b.oid = t.typbasetype), false)
-                     ELSE t.oid::int8 < 16384 AND t.typelem::int8 < 16384 END
+                     ELSE t.oid::int8 < 16384 AND t.typelem::int8 < 16384 END,
+                t.oid::int8 < 16384 AND t.typname IN ('int2', 'int4', 'int8', 'text', 'varchar',
+                    'numeric', 'date', 'timestamp', 'timestamptz', 'bool', 'bytea', 'uuid',
+                    'float4', 'float8', 'interval', 'time', 'jsonb', 'oid', 'char', 'name')
          FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -91,6 +98,7 @@ pub async fn list_tables(client: &impl GenericClient) -> Result<Vec<TableInfo>, 
                 type_name: row.get(4),
                 generated: row.get(5),
                 binary_safe: row.get(6),
+                hash_native: row.get(7),
             });
         }
     }
