@@ -58,6 +58,10 @@ pub struct ReceiptDbPairStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The authoritative member was (re-)initialised empty and still waits for the restore of
+    /// `bootstrap.fromBackup`: it must not serve clients before the restore has succeeded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_restore: bool,
 }
 
 /// Phases of a pair.
@@ -153,6 +157,66 @@ pub struct Operation {
     /// Name of the Job the operation waits for, when one runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// The operation's Job was requested. A finished Job of the same kind found before that is
+    /// a leftover of an earlier attempt: it is deleted, never read as this attempt's outcome.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_created: bool,
+    /// Failed attempts of the operation's Job so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// After a failed attempt: the Job is re-created no earlier than this (backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Time>,
+    /// Failover and switchover: the member that was active when the operation started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Member>,
+    /// Failover: when the old active member started failing (for `lastFailover` timings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Time>,
+    /// Failover: the promoted member's lag when failover was decided (the data at risk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// Switchover: the old active member's WAL position (`X/Y`) once its writes were fenced;
+    /// the target is promoted only after replaying up to here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lsn: Option<String>,
+    /// Re-align everything (a full copy) instead of the cheapest method.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// The annotation that requested the operation; removed when the operation ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Why the last attempt failed, for people (never contains secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Operation {
+    /// A new operation at its first step.
+    pub fn new(kind: OperationKind, member: Member, step: OperationStep, started: Time) -> Self {
+        Operation {
+            kind,
+            member,
+            step,
+            started,
+            reason: String::new(),
+            job: None,
+            job_created: false,
+            attempts: 0,
+            retry_after: None,
+            from: None,
+            failing_since: None,
+            lag_bytes: None,
+            target_lsn: None,
+            force: false,
+            request: None,
+            last_error: None,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Kinds of multi-step operations.
@@ -163,6 +227,12 @@ pub enum OperationKind {
     Rejoin,
     Sync,
     Restore,
+    /// Bootstrap: initialise a member's data directory.
+    Initdb,
+    /// Bootstrap or lost data: make a member a fresh standby of the authoritative member.
+    Clone,
+    /// Compare the two databases (periodic, or before a requested sync).
+    Check,
 }
 
 /// Steps of the multi-step operations (each operation uses the ones it needs, in this order).
@@ -182,6 +252,8 @@ pub enum OperationStep {
     RunningJob,
     /// The member starts and catches up as a standby.
     CatchingUp,
+    /// A `check` Job verifies a re-aligned member (external mode).
+    Verifying,
 }
 
 /// The most recent failover.

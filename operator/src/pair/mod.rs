@@ -5,13 +5,38 @@
 //! 2. data flows only from the authoritative member to the other;
 //! 3. a member is promoted only after the old active one is fenced or confirmed down;
 //! 4. no automatic failover while paused, to a member under maintenance, or (async) past the
-//!    lag bound;
+//!    lag bound; in synchronous mode only to the standby status promises is synchronous;
 //! 5. every transition is idempotent and resumable from status.
+//!
+//! "When do we fail over" is answered in one place: [`failover`](self::failover) (module docs).
 
+mod bootstrap;
+mod checks;
+mod conditions;
+mod context;
 mod decide;
 mod decision;
+mod desired;
+mod failover;
+mod health;
+mod jobs;
 mod observation;
+mod phase;
+mod promotion;
+mod realign;
+mod requests;
+mod spec_error;
+mod switchover;
+mod synchronous;
 
+pub use checks::CHECK_ERROR;
+pub use conditions::{condition, is_true};
+pub use context::{format_lsn, parse_lsn, FAST};
 pub use decide::decide;
 pub use decision::*;
+pub use jobs::{backoff, mounts_pvc};
 pub use observation::*;
+pub use realign::discarded;
+pub use spec_error::SPEC_ERROR_REQUEUE;
+pub use switchover::REPLAY_TIMEOUT;
+pub use synchronous::CAUGHT_UP_BYTES;

@@ -59,6 +59,10 @@ pub struct MemberObservation {
     pub pod: Option<PodObservation>,
     /// The SQL probe: `None` when not probed (no pod), `Some(Err(why))` when it failed.
     pub probe: Option<Result<ServerProbe, String>>,
+    /// The member's data directory is gone (its PVC was deleted or re-created empty). Decide
+    /// then forgets that the member was initialised: it is cloned again from the authoritative
+    /// member, or, when both are gone, restored from `bootstrap.fromBackup`.
+    pub data_lost: bool,
 }
 
 impl MemberObservation {

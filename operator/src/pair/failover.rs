@@ -1,0 +1,178 @@
+//! When to fail over: the single place that answers it.
+//!
+//! The incumbent (the active member, or the authoritative one while nothing serves) has been
+//! unhealthy for `failover.delaySeconds` (or its data is gone), and the other member may take
+//! over without losing what clients were told was committed:
+//! - it is healthy, initialised, not stale, not fenced, not under maintenance, and (streaming)
+//!   a standby on a timeline at least as new as the incumbent's last known one;
+//! - synchronous mode: it was the synchronous standby when the incumbent was last seen.
+//!   `status.synchronousStandby` is cleared (and persisted) *before* commits stop waiting for
+//!   the standby, so while it names the standby every acknowledged commit reached it. A zero
+//!   lag seen earlier is not enough: commits acknowledged asynchronously after that observation
+//!   would be lost;
+//! - asynchronous mode: its lag behind the incumbent's last known position is known and at most
+//!   `replication.maxLagBytes`;
+//! - failover is enabled and the pair is not paused (paused pairs never reach this code).
+//!
+//! Otherwise the failover is refused and the reasons are reported (Ready condition, Event).
+
+use std::time::Duration;
+
+use crate::crd::{Member, Operation, OperationKind, OperationStep, ServerRole};
+
+use super::context::{parse_lsn, Cx};
+
+/// What the failover check concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The incumbent is fine (or may be down for maintenance).
+    NotNeeded,
+    /// The incumbent is failing but the delay has not passed yet.
+    Waiting(Duration),
+    /// Needed but not allowed, with the reasons.
+    Refused(Vec<String>),
+    /// Fail over from `from` to `to`.
+    Go {
+        from: Member,
+        to: Member,
+        lag_bytes: Option<i64>,
+    },
+}
+
+/// The member clients would be served by, were it healthy.
+pub(crate) fn incumbent(cx: &Cx) -> Option<Member> {
+    cx.status.active_member.or(cx.status.authoritative_member)
+}
+
+/// Judge whether to fail over now.
+pub(crate) fn judge(cx: &Cx) -> Verdict {
+    let Some(from) = incumbent(cx) else {
+        return Verdict::NotNeeded;
+    };
+    let to = from.other();
+    let data_lost = !cx.member(from).initialized && cx.member(to).initialized;
+    if !data_lost {
+        if cx.healthy(from) || cx.in_maintenance(from) || !cx.may_serve(from) {
+            return Verdict::NotNeeded;
+        }
+        let Some(since) = &cx.member(from).failing_since else {
+            return Verdict::NotNeeded;
+        };
+        let delay = Duration::from_secs(u64::from(cx.spec().failover.delay_seconds));
+        let failing = cx.since(since);
+        if failing < delay {
+            return Verdict::Waiting(delay - failing);
+        }
+    }
+    let mut why = Vec::new();
+    if !cx.spec().failover.enabled {
+        why.push("automatic failover is disabled (failover.enabled=false)".to_string());
+    }
+    if cx.in_maintenance(to) {
+        why.push(format!("{to} is under maintenance"));
+    }
+    let t = cx.member(to);
+    if !t.initialized || t.stale || t.fenced {
+        why.push(format!(
+            "{to} holds stale data and must be re-aligned first"
+        ));
+    } else if !cx.healthy(to) {
+        why.push(format!("{to} is not healthy either"));
+    }
+    let lag = lag_behind(cx, from, to);
+    if cx.streaming() && cx.healthy(to) {
+        if cx.member(to).role != Some(ServerRole::Standby) {
+            why.push(format!("{to} is not a standby"));
+        }
+        if let (Some(mine), Some(theirs)) = (t.timeline, cx.member(from).timeline) {
+            if mine < theirs {
+                why.push(format!(
+                    "{to} is on timeline {mine}, behind {from}'s timeline {theirs}"
+                ));
+            }
+        }
+        if cx.spec().replication.synchronous() {
+            if cx.prior.synchronous_standby != Some(to) {
+                why.push(format!(
+                    "{to} was not the synchronous standby: acknowledged commits could be lost"
+                ));
+            }
+        } else {
+            let max = cx.spec().replication.max_lag_bytes;
+            match lag {
+                None => why.push(format!("{to}'s lag is unknown")),
+                Some(l) if l > max => why.push(format!(
+                    "{to} lags {l} bytes behind, more than replication.maxLagBytes={max}"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    if why.is_empty() {
+        Verdict::Go {
+            from,
+            to,
+            lag_bytes: if cx.spec().replication.synchronous() {
+                Some(0)
+            } else {
+                lag
+            },
+        }
+    } else {
+        Verdict::Refused(why)
+    }
+}
+
+/// How far `to` is behind what was last known of `from`: the smaller of the lag recorded while
+/// `from` answered and the gap between `from`'s last position and `to`'s current one.
+fn lag_behind(cx: &Cx, from: Member, to: Member) -> Option<i64> {
+    let recorded = cx.member(to).lag_bytes;
+    let gap = match (
+        cx.member(from).lsn.as_deref().and_then(parse_lsn),
+        cx.seen(to).server().map(|p| p.lsn),
+    ) {
+        (Some(a), Some(b)) => Some(i64::try_from(a.saturating_sub(b)).unwrap_or(i64::MAX)),
+        _ => None,
+    };
+    match (recorded, gap) {
+        (Some(r), Some(g)) => Some(r.min(g)),
+        (r, g) => r.or(g),
+    }
+}
+
+/// Start the failover decided by [`judge`].
+pub(crate) fn start(cx: &mut Cx, from: Member, to: Member, lag_bytes: Option<i64>) {
+    let since = cx
+        .member(from)
+        .failing_since
+        .clone()
+        .unwrap_or_else(|| cx.time());
+    let mut op = Operation::new(
+        OperationKind::Failover,
+        to,
+        OperationStep::Fencing,
+        cx.time(),
+    );
+    op.from = Some(from);
+    op.failing_since = Some(since);
+    op.lag_bytes = lag_bytes;
+    op.reason = match cx.member(from).message.as_deref() {
+        Some(m) if cx.member(from).initialized => format!("{from} failed: {m}"),
+        _ if !cx.member(from).initialized => format!("{from}'s data is lost"),
+        _ => format!("{from} failed"),
+    };
+    cx.event(
+        true,
+        "FailoverStarted",
+        format!("failing over from {from} to {to}: {}", op.reason),
+    );
+    // From here on the old active member's data is not the truth: whatever it wrote after the
+    // fork is discarded by its rejoin. It never serves again before being re-aligned.
+    cx.status.active_member = None;
+    cx.status.synchronous_standby = None;
+    let streaming = cx.streaming();
+    let st = cx.member_mut(from);
+    st.stale = true;
+    st.fenced = streaming;
+    cx.status.operation = Some(op);
+}

@@ -1,0 +1,187 @@
+//! Re-alignment of a stale member from the authoritative one.
+//!
+//! Streaming: a `rejoin` Job on the stale member's PVC while it is scaled to 0 (pg_rewind, with
+//! a fresh clone as the fallback; `force` asks for the clone), then it starts as a standby and
+//! `InSync` follows when it streams with zero lag. External: a `sync` Job into the running
+//! member, then a `check` Job; the member stops being stale only when both compare equal.
+
+use serde_json::Value;
+
+use crate::crd::{Member, Operation, OperationKind, OperationStep, ServerRole, SyncRecord};
+
+use super::context::Cx;
+use super::jobs::{self, JobProgress};
+use super::JobKind;
+
+/// Start re-aligning the stale non-authoritative member, when it may be. True when started.
+pub(crate) fn plan(cx: &mut Cx) -> bool {
+    let Some(auth) = cx.status.authoritative_member else {
+        return false;
+    };
+    let n = auth.other();
+    let st = cx.member(n);
+    if !st.initialized || !st.stale || cx.in_maintenance(n) || !source_ready(cx, auth) {
+        return false;
+    }
+    start(cx, n, false, "the member's data is stale", None);
+    true
+}
+
+/// The authoritative member can be copied from.
+pub(crate) fn source_ready(cx: &Cx, auth: Member) -> bool {
+    cx.healthy(auth)
+        && cx.may_serve(auth)
+        && (!cx.streaming() || cx.member(auth).role == Some(ServerRole::Primary))
+}
+
+/// Start re-aligning `n` (streaming: rejoin, fenced; external: sync into the running member).
+pub(crate) fn start(cx: &mut Cx, n: Member, force: bool, reason: &str, request: Option<&str>) {
+    let kind = if cx.streaming() {
+        OperationKind::Rejoin
+    } else {
+        OperationKind::Sync
+    };
+    let mut op = Operation::new(kind, n, OperationStep::RunningJob, cx.time());
+    op.force = force;
+    op.reason = reason.to_string();
+    op.request = request.map(str::to_string);
+    let streaming = cx.streaming();
+    let st = cx.member_mut(n);
+    st.stale = true;
+    st.fenced = streaming;
+    cx.event(
+        false,
+        "RealignStarted",
+        format!(
+            "re-aligning {n} from {} ({reason}{})",
+            n.other(),
+            if force { ", full copy" } else { "" }
+        ),
+    );
+    cx.status.operation = Some(op);
+}
+
+/// Advance a `Rejoin` or `Sync` operation; `None` when it is over.
+pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
+    let n = op.member;
+    if cx.status.authoritative_member != Some(n.other()) {
+        return None; // the source is not the truth anymore: plan again
+    }
+    if op.step == OperationStep::Verifying {
+        return verify(cx, op);
+    }
+    let kind = jobs::awaited(&op).unwrap_or(JobKind::Rejoin);
+    match jobs::run(cx, &mut op, kind) {
+        JobProgress::Waiting => Some(op),
+        JobProgress::Failed(why, _) => {
+            let backoff = jobs::record_failure(cx, &mut op);
+            cx.event(
+                true,
+                "RealignFailed",
+                format!(
+                    "{} of {n} failed (attempt {}): {why}; retrying in {}s",
+                    kind.as_str(),
+                    op.attempts,
+                    backoff.as_secs()
+                ),
+            );
+            op.last_error = Some(why);
+            Some(op)
+        }
+        JobProgress::Succeeded(report) if op.kind == OperationKind::Sync => {
+            record(cx, n, &report, "sync");
+            op.step = OperationStep::Verifying;
+            op.job_created = false;
+            op.job = None;
+            Some(op)
+        }
+        JobProgress::Succeeded(report) => {
+            let default = if op.force { "clone" } else { "rewind" };
+            record(cx, n, &report, default);
+            let st = cx.member_mut(n);
+            st.stale = false;
+            st.fenced = false;
+            st.failing_since = None;
+            cx.event(
+                false,
+                "Realigned",
+                format!("{n} re-aligned; starting as a standby"),
+            );
+            None
+        }
+    }
+}
+
+fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
+    let n = op.member;
+    match jobs::run(cx, &mut op, JobKind::Check) {
+        JobProgress::Waiting => Some(op),
+        JobProgress::Succeeded(report) | JobProgress::Failed(_, report)
+            if super::checks::equal(report.as_ref()) == Some(true) =>
+        {
+            super::checks::record(cx, report.as_ref());
+            cx.member_mut(n).stale = false;
+            cx.event(
+                false,
+                "Realigned",
+                format!("{n} re-aligned and verified equal"),
+            );
+            None
+        }
+        JobProgress::Succeeded(report) | JobProgress::Failed(_, report) => {
+            super::checks::record(cx, report.as_ref());
+            let backoff = jobs::record_failure(cx, &mut op);
+            op.step = OperationStep::RunningJob;
+            cx.event(
+                true,
+                "RealignFailed",
+                format!(
+                    "{n} still differs after sync (attempt {}); syncing again in {}s",
+                    op.attempts,
+                    backoff.as_secs()
+                ),
+            );
+            Some(op)
+        }
+    }
+}
+
+fn record(cx: &mut Cx, n: Member, report: &Option<Value>, default_method: &str) {
+    let r = report.as_ref();
+    let text = |k: &str| r.and_then(|r| r.get(k)).and_then(Value::as_str);
+    cx.status.last_sync = Some(SyncRecord {
+        time: cx.time(),
+        member: n,
+        method: text("method").unwrap_or(default_method).to_string(),
+        succeeded: true,
+        message: text("message")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{n} re-aligned from {}", n.other())),
+        discarded: r.and_then(discarded),
+    });
+}
+
+/// What the rejoin report says was discarded: a string, or `{from, to}` / `{start, end}`.
+pub fn discarded(report: &Value) -> Option<String> {
+    match report.get("discarded")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => {
+            let get = |a: &str, b: &str| {
+                o.get(a)
+                    .or_else(|| o.get(b))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let range = match (get("from", "start"), get("to", "end")) {
+                (Some(a), Some(b)) => format!("{a}-{b}"),
+                (Some(a), None) => format!("{a}-"),
+                _ => return None,
+            };
+            Some(match o.get("timeline").and_then(Value::as_u64) {
+                Some(t) => format!("timeline {t}: {range}"),
+                None => range,
+            })
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,220 @@
+//! Planned switchover (`receiptdb.io/switchover-to`, or automatic failback to `primary`).
+//!
+//! Streaming: stop writes on the active member (`FenceWrites`), wait until the target has
+//! replayed everything the old one wrote, scale the old one down (stale and fenced, it is
+//! rejoined afterwards), promote the target, point the Service at it. No commit is lost: the
+//! old member accepted none after its position was recorded. Anything going wrong before the
+//! old member is scaled down aborts the switchover and lifts the write fence.
+
+use std::time::Duration;
+
+use crate::crd::{annotation, FailbackPolicy, Member, Operation, OperationKind, OperationStep};
+
+use super::context::{format_lsn, parse_lsn, Cx};
+use super::health::streaming_to;
+use super::promotion::promote_and_switch;
+use super::Action;
+
+/// A switchover that cannot reach the fully-replayed state within this time is abandoned: the
+/// old member's writes stay fenced meanwhile, so clients cannot write.
+pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Handle a switchover request or an automatic failback. Returns true when it acted.
+pub(crate) fn plan(cx: &mut Cx) -> bool {
+    match cx.obs.requests.switchover_to.clone() {
+        Some(Err(v)) => {
+            cx.event(
+                true,
+                "SwitchoverRefused",
+                format!(
+                    "{}={v:?}: expected primary or secondary",
+                    annotation::SWITCHOVER_TO
+                ),
+            );
+            cx.act(Action::ClearAnnotation {
+                key: annotation::SWITCHOVER_TO,
+            });
+            true
+        }
+        Some(Ok(target)) => {
+            if cx.status.active_member == Some(target) {
+                cx.event(
+                    false,
+                    "SwitchoverNotNeeded",
+                    format!("{target} is already the active member"),
+                );
+                cx.act(Action::ClearAnnotation {
+                    key: annotation::SWITCHOVER_TO,
+                });
+                return true;
+            }
+            match refusal(cx, target) {
+                Some(why) => {
+                    cx.event(
+                        true,
+                        "SwitchoverRefused",
+                        format!("switchover to {target} refused: {why}"),
+                    );
+                    cx.act(Action::ClearAnnotation {
+                        key: annotation::SWITCHOVER_TO,
+                    });
+                }
+                None => start(cx, target, "requested", Some(annotation::SWITCHOVER_TO)),
+            }
+            true
+        }
+        None => failback(cx),
+    }
+}
+
+fn failback(cx: &mut Cx) -> bool {
+    let spec = &cx.spec().failover;
+    if spec.failback != FailbackPolicy::Automatic
+        || cx.status.active_member != Some(Member::Secondary)
+    {
+        return false;
+    }
+    let delay = Duration::from_secs(u64::from(spec.failback_delay_seconds));
+    let Some(since) = cx.status.in_sync_since.clone() else {
+        return false;
+    };
+    let held = cx.since(&since);
+    if held < delay {
+        cx.requeue_within(delay - held);
+        return false;
+    }
+    if refusal(cx, Member::Primary).is_some() {
+        return false;
+    }
+    start(cx, Member::Primary, "failback", None);
+    true
+}
+
+/// Why a switchover to `target` may not start now, if it may not.
+pub(crate) fn refusal(cx: &Cx, target: Member) -> Option<String> {
+    let Some(active) = cx.status.active_member else {
+        return Some("no member is active".to_string());
+    };
+    if !cx.healthy(active) {
+        return Some(format!("the active member {active} is not healthy"));
+    }
+    if cx.in_maintenance(target) {
+        return Some(format!("{target} is under maintenance"));
+    }
+    if !cx.may_serve(target) {
+        return Some(format!("{target} holds stale data or is scaled down"));
+    }
+    if !cx.healthy(target) {
+        return Some(format!("{target} is not healthy"));
+    }
+    if cx.streaming() {
+        let sync = cx.status.synchronous_standby == Some(target);
+        let max = u64::try_from(cx.spec().replication.max_lag_bytes).unwrap_or(0);
+        match streaming_to(cx, active, target) {
+            None => return Some(format!("{target} is not streaming from {active}")),
+            Some(lag) if !sync && lag > max => {
+                return Some(format!("{target} lags {lag} bytes behind"))
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+fn start(cx: &mut Cx, target: Member, reason: &str, request: Option<&str>) {
+    let from = target.other();
+    let mut op = Operation::new(
+        OperationKind::Switchover,
+        target,
+        OperationStep::Fencing,
+        cx.time(),
+    );
+    op.from = Some(from);
+    op.reason = reason.to_string();
+    op.request = request.map(str::to_string);
+    cx.event(
+        false,
+        "SwitchoverStarted",
+        format!("switching over from {from} to {target} ({reason})"),
+    );
+    cx.status.operation = Some(op);
+    if !cx.streaming() {
+        // External mode: both members hold the data; only clients move.
+        cx.status.active_member = Some(target);
+        cx.status.authoritative_member = Some(target);
+    }
+}
+
+/// Advance a switchover; `None` when it is over.
+pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
+    let target = op.member;
+    let from = op.from.unwrap_or(target.other());
+    if !cx.streaming() {
+        cx.status.active_member = Some(target);
+        cx.status.authoritative_member = Some(target);
+        cx.event(
+            false,
+            "SwitchoverCompleted",
+            format!("clients switched from {from} to {target}"),
+        );
+        return None;
+    }
+    if matches!(
+        op.step,
+        OperationStep::Fencing | OperationStep::WaitingForReplay
+    ) {
+        if let Some(why) = abort_reason(cx, &op, from, target) {
+            cx.act(Action::UnfenceWrites { member: from });
+            cx.event(
+                true,
+                "SwitchoverAborted",
+                format!("switchover to {target} abandoned: {why}; writes on {from} resumed"),
+            );
+            return None;
+        }
+    }
+    if op.step == OperationStep::Fencing {
+        match cx.seen(from).server() {
+            Some(p) if p.read_only && !p.in_recovery => {
+                op.target_lsn = Some(format_lsn(p.lsn));
+                op.step = OperationStep::WaitingForReplay;
+            }
+            _ => {
+                cx.act(Action::FenceWrites { member: from });
+                return Some(op);
+            }
+        }
+    }
+    if op.step == OperationStep::WaitingForReplay {
+        let wanted = op.target_lsn.as_deref().and_then(parse_lsn);
+        let replayed = cx.seen(target).server().map(|p| p.lsn);
+        match (wanted, replayed) {
+            (Some(w), Some(r)) if r >= w => {
+                op.step = OperationStep::Promoting;
+                cx.status.active_member = None;
+                cx.status.synchronous_standby = None;
+                let st = cx.member_mut(from);
+                st.stale = true;
+                st.fenced = true;
+            }
+            _ => return Some(op),
+        }
+    }
+    promote_and_switch(cx, op, from)
+}
+
+fn abort_reason(cx: &Cx, op: &Operation, from: Member, target: Member) -> Option<String> {
+    if !cx.healthy(from) {
+        return Some(format!("{from} stopped answering"));
+    }
+    if !cx.healthy(target) || streaming_to(cx, from, target).is_none() {
+        return Some(format!("{target} is not streaming"));
+    }
+    if cx.since(&op.started) > REPLAY_TIMEOUT {
+        return Some(format!(
+            "{target} did not replay everything within {}s",
+            REPLAY_TIMEOUT.as_secs()
+        ));
+    }
+    None
+}

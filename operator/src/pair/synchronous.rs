@@ -1,0 +1,103 @@
+//! Synchronous replication that degrades while the standby is away.
+//!
+//! `status.synchronousStandby` is a promise: every commit acknowledged since it was set reached
+//! that standby. It is set only when the active member reports the standby as `sync`, and it
+//! is cleared one pass *before* `synchronous_standby_names` is emptied: the degrade action is
+//! issued only once the persisted status no longer makes the promise. A crash between the two
+//! can therefore leave the promise unmade while it still holds, never made while it is broken.
+//! Failover in synchronous mode relies on it (see `failover.rs`).
+
+use crate::crd::Member;
+
+use super::context::{Cx, FAST};
+use super::health::streaming_to;
+use super::Action;
+
+/// Replay lag at which a streaming standby counts as caught up and is made synchronous again.
+/// Commits then wait only for WAL it is already receiving, so writes barely stall.
+pub const CAUGHT_UP_BYTES: u64 = 1024 * 1024;
+
+/// Update the promise from what the active member reports.
+pub(crate) fn observe(cx: &mut Cx) {
+    let Some(active) = cx.status.active_member else {
+        return;
+    };
+    let standby = active.other();
+    let Some(p) = cx.seen(active).server() else {
+        return; // unreachable: keep the last promise, it is what failover needs
+    };
+    if p.in_recovery {
+        return;
+    }
+    if !names(&p.synchronous_standby_names, standby) {
+        cx.status.synchronous_standby = None; // commits do not wait for it
+        return;
+    }
+    let sync = p
+        .standbys
+        .iter()
+        .any(|s| s.application_name == standby.as_str() && s.synchronous && s.streaming);
+    if sync {
+        cx.status.synchronous_standby = Some(standby);
+    }
+    // Named but not streaming: commits block, the promise (if made) still holds.
+}
+
+/// Whether `synchronous_standby_names` names `m`.
+pub fn names(setting: &str, m: Member) -> bool {
+    setting
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| w.eq_ignore_ascii_case(m.as_str()))
+}
+
+/// Turn synchronous commits on when the standby has caught up, off while it is away.
+pub(crate) fn manage(cx: &mut Cx) {
+    let Some(active) = cx.status.active_member else {
+        return;
+    };
+    let standby = active.other();
+    let Some(p) = cx.seen(active).server() else {
+        return;
+    };
+    if p.in_recovery || !cx.healthy(active) {
+        return;
+    }
+    let named = names(&p.synchronous_standby_names, standby);
+    let lag = streaming_to(cx, active, standby);
+    let wanted = cx.streaming()
+        && cx.spec().replication.synchronous()
+        && cx.may_serve(standby)
+        && match lag {
+            Some(l) if named => l < u64::MAX, // streaming: keep it, however far behind
+            Some(l) => l <= CAUGHT_UP_BYTES,
+            None => false,
+        };
+    if wanted && !named {
+        cx.act(Action::SetSynchronousStandby {
+            on: active,
+            standby: Some(standby),
+        });
+        cx.event(
+            false,
+            "SynchronousRestored",
+            format!("{standby} caught up: commits wait for it again"),
+        );
+        cx.requeue_within(FAST);
+    } else if !wanted && named {
+        if cx.prior.synchronous_standby.is_some() {
+            // First persist that the promise is off; the next pass lets commits go.
+            cx.status.synchronous_standby = None;
+        } else {
+            cx.act(Action::SetSynchronousStandby {
+                on: active,
+                standby: None,
+            });
+            cx.event(
+                true,
+                "SynchronousDegraded",
+                format!("{standby} is away: commits no longer wait for it"),
+            );
+        }
+        cx.requeue_within(FAST);
+    }
+}
