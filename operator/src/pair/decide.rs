@@ -79,6 +79,7 @@ fn step(cx: &mut Cx) -> Option<String> {
         continue_operation(cx, op);
         return None;
     }
+    step_down_if_unfit(cx);
     let mut refused = None;
     match failover::judge(cx) {
         Verdict::Go {
@@ -106,10 +107,22 @@ fn step(cx: &mut Cx) -> Option<String> {
         || switchover::plan(cx)
         || requests::plan(cx)
         || checks::plan(cx);
-    if cx.status.operation.is_some() {
-        cx.requeue_within(FAST);
+    // A new operation takes its first step now rather than one pass later.
+    if let Some(op) = cx.status.operation.take() {
+        continue_operation(cx, op);
     }
     refused
+}
+
+/// With no operation in flight, the active member is one that may serve; a member whose data
+/// was lost (or that was marked stale) stops being active, so the Service selects nothing
+/// rather than it.
+fn step_down_if_unfit(cx: &mut Cx) {
+    if let Some(a) = cx.status.active_member {
+        if !cx.may_serve(a) {
+            cx.status.active_member = None;
+        }
+    }
 }
 
 fn continue_operation(cx: &mut Cx, op: crate::crd::Operation) {
