@@ -21,6 +21,8 @@ use super::Member;
     kind = "ReceiptDbPair",
     namespaced,
     shortname = "rdbp",
+    // Default: kube-fake-client's `with_status_subresource` needs it (reconcile tests).
+    derive = "Default",
     doc = "A primary/secondary PostgreSQL pair kept alive and consistent by receiptdb-operator.",
     status = "ReceiptDbPairStatus",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
