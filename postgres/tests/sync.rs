@@ -11,6 +11,8 @@ use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
 const SCHEMA: &str = "
     CREATE TABLE receipts (id bigint PRIMARY KEY, amount int);
     CREATE TABLE lines (id bigint PRIMARY KEY, receipt bigint REFERENCES receipts (id), what text);
+    CREATE INDEX receipts_amount ON receipts (amount DESC) WHERE amount > 0;
+    ALTER TABLE receipts ADD CONSTRAINT receipts_id_amount UNIQUE (id, amount);
     CREATE TABLE notes (id serial PRIMARY KEY, body text);
     CREATE TABLE fired (what text);
     CREATE FUNCTION log_insert() RETURNS trigger LANGUAGE plpgsql AS
@@ -77,6 +79,10 @@ async fn only_the_differing_table_is_copied_triggers_and_fks_safe() {
     assert_eq!(
         r.foreign_keys_recreated, 1,
         "lines -> receipts set aside and re-created"
+    );
+    assert_eq!(
+        r.indexes_rebuilt, 3,
+        "primary key, unique constraint, partial index"
     );
     // Untouched tables keep their storage; the reloaded one got new storage (TRUNCATE).
     assert_eq!(filenode(&c, "tgt", "lines").await, before_lines);

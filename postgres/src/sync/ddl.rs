@@ -39,9 +39,10 @@ pub(crate) async fn clear_schemas(target: &Client) -> Result<usize, SqlError> {
     Ok(rows.len())
 }
 
-/// A foreign key set aside while the tables it references are reloaded.
+/// A constraint (a foreign key, or a primary-key/unique/exclusion constraint) set aside while
+/// tables are reloaded: the table it is on, its name and its definition.
 #[derive(Debug, Clone)]
-pub(crate) struct ForeignKey {
+pub(crate) struct SetAside {
     table: String,
     name: String,
     definition: String,
@@ -52,7 +53,7 @@ pub(crate) struct ForeignKey {
 pub(crate) async fn set_aside_foreign_keys(
     target: &Client,
     tables: &[String],
-) -> Result<Vec<ForeignKey>, SqlError> {
+) -> Result<Vec<SetAside>, SqlError> {
     let rows = target
         .query(
             "SELECT k.conrelid::regclass::text, k.conname::text, pg_get_constraintdef(k.oid)
@@ -66,9 +67,9 @@ pub(crate) async fn set_aside_foreign_keys(
         )
         .await
         .ctx("finding foreign keys that reference the tables to reload")?;
-    let fks: Vec<ForeignKey> = rows
+    let fks: Vec<SetAside> = rows
         .iter()
-        .map(|r| ForeignKey {
+        .map(|r| SetAside {
             table: r.get(0),
             name: r.get(1),
             definition: r.get(2),
@@ -97,7 +98,7 @@ pub(crate) async fn set_aside_foreign_keys(
 /// (unless it was `NOT VALID` to begin with).
 pub(crate) async fn restore_foreign_keys(
     target: &Client,
-    fks: &[ForeignKey],
+    fks: &[SetAside],
 ) -> Result<(), SqlError> {
     for f in fks {
         target
@@ -109,6 +110,91 @@ pub(crate) async fn restore_foreign_keys(
             ))
             .await
             .ctx(format!("re-creating foreign key {} on {}", f.name, f.table))?;
+    }
+    Ok(())
+}
+
+/// Indexes (and the primary-key, unique and exclusion constraints they implement) of tables
+/// about to be reloaded, dropped before the load and rebuilt after it: one sorted build is
+/// several times faster than maintaining the index row by row. Indexes attached to a
+/// partitioned parent's index, replica-identity and clustered indexes stay in place.
+#[derive(Debug, Default)]
+pub(crate) struct SetAsideIndexes {
+    constraints: Vec<SetAside>,
+    indexes: Vec<String>,
+}
+
+impl SetAsideIndexes {
+    /// How many were set aside.
+    pub fn len(&self) -> usize {
+        self.constraints.len() + self.indexes.len()
+    }
+}
+
+/// Drop the indexes of `tables` (call after [`set_aside_foreign_keys`], since foreign keys
+/// depend on the unique indexes they reference).
+pub(crate) async fn set_aside_indexes(
+    target: &Client,
+    tables: &[String],
+) -> Result<SetAsideIndexes, SqlError> {
+    let rows = target
+        .query(
+            "SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text,
+                    pg_get_indexdef(i.indexrelid), k.conname::text, pg_get_constraintdef(k.oid)
+             FROM pg_index i
+             LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+                                       AND k.contype IN ('p', 'u', 'x')
+             WHERE i.indrelid = ANY($1::text[]::regclass[])
+               AND i.indisvalid AND NOT i.indisreplident AND NOT i.indisclustered
+               AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+             ORDER BY 1, 2",
+            &[&tables],
+        )
+        .await
+        .ctx("listing indexes of the tables to reload")?;
+    let mut out = SetAsideIndexes::default();
+    let mut sql = String::new();
+    for r in &rows {
+        let table: String = r.get(0);
+        let index: String = r.get(1);
+        match r.get::<_, Option<String>>(3) {
+            Some(name) => {
+                sql.push_str(&format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT {};\n",
+                    quote_ident(&name)
+                ));
+                out.constraints.push(SetAside {
+                    table,
+                    name,
+                    definition: r.get(4),
+                });
+            }
+            None => {
+                sql.push_str(&format!("DROP INDEX {index};\n"));
+                out.indexes.push(r.get(2));
+            }
+        }
+    }
+    if !sql.is_empty() {
+        target
+            .batch_execute(&sql)
+            .await
+            .ctx("dropping indexes before the reload")?;
+    }
+    Ok(out)
+}
+
+/// Rebuild what [`set_aside_indexes`] dropped.
+pub(crate) async fn restore_indexes(
+    target: &Client,
+    set: &SetAsideIndexes,
+) -> Result<(), SqlError> {
+    restore_foreign_keys(target, &set.constraints).await?;
+    for def in &set.indexes {
+        target
+            .batch_execute(def)
+            .await
+            .ctx(format!("rebuilding index: {def}"))?;
     }
     Ok(())
 }

@@ -10,7 +10,9 @@
 //!    replay the post-data section (indexes, constraints, foreign keys, triggers).
 //! 4. Load with `session_replication_role = replica` (user triggers and foreign-key triggers
 //!    do not fire; `ENABLE ALWAYS`/`ENABLE REPLICA` triggers still would), TRUNCATE + COPY,
-//!    foreign keys that reference reloaded tables dropped and re-created (so validated).
+//!    foreign keys that reference reloaded tables dropped and re-created (so validated), the
+//!    reloaded tables' indexes dropped before the load and rebuilt after it (as pg_restore
+//!    builds them after the data).
 //! 5. Set sequences with `ALTER SEQUENCE ... RESTART` (transactional, unlike `setval`).
 //! 6. COMMIT. Any failure before that (a server killed, a lost connection, a constraint that
 //!    does not hold) rolls the whole target transaction back: the target is as it was.
@@ -143,6 +145,8 @@ pub struct SyncReport {
     pub sequences_set: Vec<String>,
     /// Foreign keys dropped and re-created around a reload.
     pub foreign_keys_recreated: usize,
+    /// Indexes (and their constraints) dropped before a reload and rebuilt after it.
+    pub indexes_rebuilt: usize,
     /// Total rows loaded.
     pub rows: u64,
     /// Total COPY bytes streamed.
@@ -238,6 +242,7 @@ pub async fn sync(
     let main = &tgt.main;
     let mut copies = Vec::new();
     let mut fks = Vec::new();
+    let mut indexes = ddl::SetAsideIndexes::default();
     let mut sequences_set = Vec::new();
     if mode != SyncMode::Nothing {
         main.batch_execute("SET LOCAL session_replication_role = replica")
@@ -261,6 +266,7 @@ pub async fn sync(
         } else {
             let keys: Vec<String> = tables.iter().map(|t| t.key()).collect();
             fks = ddl::set_aside_foreign_keys(main, &keys).await?;
+            indexes = ddl::set_aside_indexes(main, &keys).await?;
             main.batch_execute(&format!("TRUNCATE ONLY {}", keys.join(", ")))
                 .await
                 .ctx("emptying the tables to reload")?;
@@ -289,6 +295,7 @@ pub async fn sync(
                 .await
                 .ctx("creating indexes, constraints and triggers (post-data)")?;
         }
+        ddl::restore_indexes(main, &indexes).await?;
         ddl::restore_foreign_keys(main, &fks).await?;
         durations.schema_ms += ms(t);
 
@@ -334,6 +341,7 @@ pub async fn sync(
         tables: copies,
         sequences_set,
         foreign_keys_recreated: fks.len(),
+        indexes_rebuilt: indexes.len(),
         rows,
         bytes,
         started_at,
