@@ -127,7 +127,8 @@ fn dump_dir_restore(src: &TestCluster, tgt: &TestCluster) -> Res<(Duration, Dura
     let out = dir.path().join("dump");
     let t = Instant::now();
     let mut cmd = client_command_std("pg_dump", &src.target("bench"));
-    cmd.args(["-Fd", "-j2", "-f"]).arg(&out);
+    // No compression: pg_dump's gzip is CPU-bound on random text (46 s instead of ~15 s here).
+    cmd.args(["-Fd", "-j2", "--compress=0", "-f"]).arg(&out);
     run_shell("pg_dump -Fd", cmd)?;
     let dumped = t.elapsed();
     let t = Instant::now();
@@ -184,11 +185,17 @@ async fn main() -> Res<()> {
         let r = sync::sync(&src.target("bench"), &tgt.target("bench"), force.clone()).await?;
         full.push(t.elapsed());
         copied_bytes = r.bytes;
+        let d = &r.durations;
         println!(
-            "run {run}: sync --force {} ({} rows, {} MB COPY)",
+            "run {run}: sync --force {} ({} rows, {} MB COPY; schema {} ms, copy {} ms, commit {} ms; \
+             this process {:.1} s CPU so far)",
             secs(t.elapsed()),
             r.rows,
-            r.bytes / 1_000_000
+            r.bytes / 1_000_000,
+            d.schema_ms,
+            d.copy_ms,
+            d.commit_ms,
+            cpu_seconds()
         );
 
         let d = dump_psql(&src, &tgt)?;
@@ -300,4 +307,22 @@ fn version(p: &std::path::Path) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// User + system CPU seconds of this process (the COPY relay's cost).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
