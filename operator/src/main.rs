@@ -1,6 +1,128 @@
-fn main() {
-    match receiptdb_operator::crd::crd_yaml() {
-        Ok(y) => print!("{y}"),
-        Err(e) => eprintln!("{e}"),
+//! `receiptdb-operator`: the controller, the CRD printer and the Job entrypoints in one binary.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use futures::FutureExt;
+use receiptdb_operator::cli::{copy_binary, Cli, Command, LogFormat, RunArgs};
+use receiptdb_operator::controller::{self, Context, PostgresMembers};
+use receiptdb_operator::{crd, http, metrics::Metrics};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // kube-fake-client pulls aws-lc into test builds; name the provider so rustls never has
+    // to guess between two.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Crd) {
+        init_logging(cli.log_format);
+    }
+    match cli.command {
+        Command::Crd => match crd::crd_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot render the CRD: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::CopyBinary { dir } => match copy_binary(&dir) {
+            Ok(path) => {
+                eprintln!("copied to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("copy-binary {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Run(args) => run(args).await,
+        Command::Initdb(a) => receiptdb_postgres::member::initdb::main(a).await,
+        Command::Clone(a) => receiptdb_postgres::member::clone::main(a).await,
+        Command::Rejoin(a) => receiptdb_postgres::member::rejoin::main(a).await,
+        Command::Check(a) => receiptdb_postgres::compare::main(a).await,
+        Command::Sync(a) => receiptdb_postgres::sync::main(a).await,
+        Command::Backup(a) => receiptdb_postgres::backup::main(a).await,
+        Command::Restore(a) => receiptdb_postgres::backup::restore::main(a).await,
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let config = args.config();
+    tracing::info!(image = %config.operator_image, namespace = ?config.namespace, "starting");
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes configuration (kubeconfig or in-cluster)");
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = Metrics::shared();
+    let ctx = Arc::new(
+        Context::new(client, config, Arc::new(PostgresMembers::default()))
+            .with_metrics(metrics.clone()),
+    );
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_ctl, ctl_rx) = futures::channel::oneshot::channel::<()>();
+    let (stop_http, http_rx) = futures::channel::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_ctl.send(());
+        let _ = stop_http.send(());
+    });
+    let server = tokio::spawn(http::serve(
+        args.metrics_addr,
+        metrics,
+        ready.clone(),
+        http_rx.map(|_| ()),
+    ));
+    ready.store(true, Ordering::Relaxed);
+    controller::run(ctx, ctl_rx.map(|_| ())).await;
+    match server.await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "metrics server failed");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metrics server task failed");
+            ExitCode::from(2)
+        }
     }
 }

@@ -65,7 +65,11 @@ mod tests {
 
     #[test]
     fn operator_owned_and_malformed_names_are_refused() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            Option<&'static str>,
+        );
+        let cases: &[Case] = &[
             (&[], None),
             (
                 &[

@@ -102,8 +102,6 @@ pub fn selected_member(service: &Service) -> Option<Member> {
 mod tests {
     use super::*;
     use crate::resources::testing::pair;
-    use k8s_openapi::api::core::v1::Pod;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn selects(svc: &Service, pod_labels: &BTreeMap<String, String>) -> bool {
         svc.spec
@@ -182,10 +180,6 @@ mod tests {
             &OperatorConfig::default(),
         );
         let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
-        let _ = Pod {
-            metadata: ObjectMeta::default(),
-            ..Pod::default()
-        };
         for member in Member::ALL {
             assert!(!selects(
                 &headless_service(&p, member, &OperatorConfig::default()),

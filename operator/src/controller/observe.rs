@@ -1,0 +1,390 @@
+//! Observe: read everything decide needs about one pair, without changing anything. Spec
+//! problems found here (a referenced Secret missing, an operator-owned parameter) become
+//! `Observation::spec_error`, which decide turns into `Ready=False` while touching nothing.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+use receiptdb_postgres::member::Secret as Password;
+
+use super::context::{Context, MemberTarget};
+use super::error::Error;
+use crate::crd::{annotation, Member, ReceiptDbPair};
+use crate::pair::{
+    JobKind, JobObservation, JobState, Observation, PodObservation, Requests, SyncRequest,
+};
+use crate::resources::secrets::{generated, password_in, password_ref, PasswordRole};
+use crate::resources::{labels, params, services};
+
+/// What observe found: decide's input plus what act needs to carry out the decision.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// decide's input.
+    pub observation: Observation,
+    /// The superuser password, when its Secret exists (for SQL on members).
+    pub superuser_password: Option<Password>,
+    /// Generated password Secrets that do not exist yet (act creates them).
+    pub missing_generated: Vec<PasswordRole>,
+    /// Attempt numbers of the observed Jobs, parallel to `observation.jobs`.
+    pub job_attempts: Vec<u32>,
+}
+
+impl Observed {
+    /// The next attempt number for a Job of `kind` on `member`.
+    pub fn next_attempt(&self, kind: JobKind, member: Member) -> u32 {
+        self.observation
+            .jobs
+            .iter()
+            .zip(&self.job_attempts)
+            .filter(|(j, _)| j.kind == kind && j.member == member)
+            .map(|(_, a)| *a)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+    }
+
+    /// Whether a Job of `kind` on `member` is running now.
+    pub fn job_running(&self, kind: JobKind, member: Member) -> bool {
+        self.observation
+            .jobs
+            .iter()
+            .any(|j| j.kind == kind && j.member == member && j.state == JobState::Running)
+    }
+
+    /// The SQL target of a member, when the superuser password is known.
+    pub fn target(
+        &self,
+        pair: &ReceiptDbPair,
+        member: Member,
+        ctx: &Context,
+    ) -> Option<MemberTarget> {
+        let password = self.superuser_password.clone()?;
+        let (host, port) = ctx.addresses.address(pair, member);
+        Some(MemberTarget {
+            member,
+            host,
+            port,
+            user: pair.spec.postgres.superuser.clone(),
+            password,
+        })
+    }
+}
+
+/// Observe one pair.
+pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Error> {
+    let ns = pair
+        .namespace()
+        .ok_or_else(|| Error::Spec("the pair has no namespace".into()))?;
+    let client = ctx.client.clone();
+    let mut spec_errors: Vec<String> = params::parameters_error(pair).into_iter().collect();
+    spec_errors.extend(backup_target_error(pair));
+
+    // Passwords: referenced Secrets must exist; generated ones are created by act.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let mut out = Observed::default();
+    for role in PasswordRole::ALL {
+        let r = password_ref(pair, role);
+        let found = secrets
+            .get_opt(&r.name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {}", r.name)))?;
+        let password = found.as_ref().and_then(|s| password_in(s, &r.key));
+        match (&found, &password, generated(pair, role)) {
+            (None, _, true) => out.missing_generated.push(role),
+            (None, _, false) => spec_errors.push(format!(
+                "Secret {:?} named in spec.postgres.{} does not exist",
+                r.name,
+                field(role)
+            )),
+            (Some(_), None, _) => spec_errors.push(format!(
+                "Secret {:?} has no non-empty key {:?} (spec.postgres.{})",
+                r.name,
+                r.key,
+                field(role)
+            )),
+            (Some(_), Some(_), _) => {}
+        }
+        if role == PasswordRole::Superuser {
+            out.superuser_password = password.map(Password::new);
+        }
+    }
+
+    let mut obs = Observation {
+        generation: pair.metadata.generation.unwrap_or(0),
+        spec_error: (!spec_errors.is_empty()).then(|| spec_errors.join("; ")),
+        requests: requests(pair),
+        ..Observation::default()
+    };
+
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let selector = ListParams::default().labels(&labels::pair_selector(pair));
+    let pod_list = pods
+        .list(&selector)
+        .await
+        .map_err(Error::kube("listing pods"))?
+        .items;
+    for member in Member::ALL {
+        let m = obs.member_mut(member);
+        m.replicas = sts
+            .get_opt(&pair.member_name(member))
+            .await
+            .map_err(Error::kube(format!(
+                "reading StatefulSet {}",
+                pair.member_name(member)
+            )))?
+            .and_then(|s| s.spec.and_then(|s| s.replicas));
+        m.pod = member_pod(pair, member, &pod_list).map(pod_observation);
+    }
+
+    // Probe every member with a running pod, in parallel, each under the spec's timeout.
+    let timeout = Duration::from_secs(u64::from(pair.spec.failover.probe_timeout_seconds.max(1)));
+    let probes = Member::ALL.map(|member| {
+        let running = member_pod(pair, member, &pod_list).is_some_and(pod_running);
+        let target = running.then(|| out.target(pair, member, ctx)).flatten();
+        async move {
+            match target {
+                Some(t) => Some(ctx.members.probe(&t, timeout).await),
+                None => None,
+            }
+        }
+    });
+    let [p, s]: [Option<Result<_, String>>; 2] =
+        join_all(probes).await.try_into().unwrap_or_default();
+    obs.primary.probe = p;
+    obs.secondary.probe = s;
+
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    obs.service_selects = svcs
+        .get_opt(&pair.client_service_name())
+        .await
+        .map_err(Error::kube("reading the client Service"))?
+        .map(|s| services::selected_member(&s));
+
+    let jobs: Api<Job> = Api::namespaced(client, &ns);
+    let mut found: Vec<(JobObservation, u32)> = jobs
+        .list(&selector)
+        .await
+        .map_err(Error::kube("listing Jobs"))?
+        .items
+        .iter()
+        .filter_map(|j| job_observation(j, &pod_list))
+        .collect();
+    // Newest first, so `Observation::job` finds the latest attempt.
+    found.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
+    out.job_attempts = found.iter().map(|(_, a)| *a).collect();
+    obs.jobs = found.into_iter().map(|(j, _)| j).collect();
+
+    out.observation = obs;
+    Ok(out)
+}
+
+fn field(role: PasswordRole) -> &'static str {
+    match role {
+        PasswordRole::Superuser => "superuserSecret",
+        PasswordRole::Replication => "replicationSecret",
+    }
+}
+
+/// S3 targets are in the schema but the Jobs cannot use them yet: say so instead of creating a
+/// backup that goes nowhere.
+fn backup_target_error(pair: &ReceiptDbPair) -> Option<String> {
+    let backup_s3 = pair
+        .spec
+        .backup
+        .target
+        .as_ref()
+        .is_some_and(|t| t.s3.is_some());
+    let restore_s3 = pair
+        .spec
+        .bootstrap
+        .from_backup
+        .as_ref()
+        .is_some_and(|f| f.location.s3.is_some());
+    (backup_s3 || restore_s3)
+        .then(|| "S3 backup locations are not supported yet; use a pvc location".to_string())
+}
+
+fn requests(pair: &ReceiptDbPair) -> Requests {
+    let a = pair.annotations();
+    Requests {
+        switchover_to: a
+            .get(annotation::SWITCHOVER_TO)
+            .map(|v| v.trim().parse::<Member>()),
+        sync: a.get(annotation::SYNC).map(|v| match v.trim() {
+            "now" => Ok(SyncRequest::Now),
+            "force" => Ok(SyncRequest::Force),
+            other => Err(format!(
+                "{}: unknown value {other:?} (expected now or force)",
+                annotation::SYNC
+            )),
+        }),
+    }
+}
+
+/// A member's pod: labelled with the member, not a Job pod, preferring `<pair>-<member>-0`.
+fn member_pod<'a>(pair: &ReceiptDbPair, member: Member, pods: &'a [Pod]) -> Option<&'a Pod> {
+    let want = format!("{}-0", pair.member_name(member));
+    let mut first = None;
+    for p in pods {
+        let l = p.labels();
+        if l.get(labels::MEMBER).map(String::as_str) != Some(member.as_str())
+            || l.contains_key(labels::JOB)
+        {
+            continue;
+        }
+        if p.name_any() == want {
+            return Some(p);
+        }
+        first.get_or_insert(p);
+    }
+    first
+}
+
+fn pod_running(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+fn pod_observation(pod: &Pod) -> PodObservation {
+    let status = pod.status.as_ref();
+    PodObservation {
+        ready: status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        restarts: status
+            .and_then(|s| s.container_statuses.as_ref())
+            .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum()),
+    }
+}
+
+/// A Job the operator made, with its attempt number; `None` for anything else.
+fn job_observation(job: &Job, pods: &[Pod]) -> Option<(JobObservation, u32)> {
+    let l = job.labels();
+    let kind: JobKind =
+        serde_json::from_value(serde_json::Value::String(l.get(labels::JOB)?.clone())).ok()?;
+    let member: Member = l.get(labels::MEMBER)?.parse().ok()?;
+    let attempt = l
+        .get(labels::ATTEMPT)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    let name = job.name_any();
+    let state = job_state(job);
+    let report = (state != JobState::Running)
+        .then(|| termination_report(&name, pods))
+        .flatten();
+    Some((
+        JobObservation {
+            kind,
+            member,
+            name,
+            state,
+            report,
+        },
+        attempt,
+    ))
+}
+
+/// Succeeded or Failed from the Job's conditions (or counts, for API implementations that
+/// only fill those in), else Running.
+pub fn job_state(job: &Job) -> JobState {
+    let Some(st) = job.status.as_ref() else {
+        return JobState::Running;
+    };
+    let cond = |t: &str| {
+        st.conditions
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| c.type_ == t && c.status == "True"))
+    };
+    if cond("Complete") || st.succeeded.unwrap_or(0) > 0 {
+        JobState::Succeeded
+    } else if cond("Failed") {
+        JobState::Failed
+    } else {
+        JobState::Running
+    }
+}
+
+/// The entrypoint's JSON report from the termination message of the Job's newest finished
+/// pod; a message that is not JSON is kept as a string (it is the error text).
+fn termination_report(job_name: &str, pods: &[Pod]) -> Option<serde_json::Value> {
+    pods.iter()
+        .filter(|p| p.labels().get(labels::JOB_NAME).map(String::as_str) == Some(job_name))
+        .filter_map(|p| {
+            p.status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .filter_map(|c| c.state.as_ref()?.terminated.clone())
+                .next_back()
+        })
+        .max_by(|a, b| {
+            let t = |x: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
+                x.finished_at.as_ref().map(|t| t.0)
+            };
+            t(a).cmp(&t(b))
+        })
+        .and_then(|t| t.message)
+        .map(|m| serde_json::from_str(m.trim()).unwrap_or(serde_json::Value::String(m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    fn job_with(status: Option<JobStatus>) -> Job {
+        Job {
+            status,
+            ..Job::default()
+        }
+    }
+
+    #[test]
+    fn job_states() {
+        assert_eq!(job_state(&job_with(None)), JobState::Running);
+        let cond = |t: &str| JobStatus {
+            conditions: Some(vec![JobCondition {
+                type_: t.into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(
+            job_state(&job_with(Some(cond("Complete")))),
+            JobState::Succeeded
+        );
+        assert_eq!(job_state(&job_with(Some(cond("Failed")))), JobState::Failed);
+        let counted = JobStatus {
+            succeeded: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(job_state(&job_with(Some(counted))), JobState::Succeeded);
+        let active = JobStatus {
+            active: Some(1),
+            failed: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(job_state(&job_with(Some(active))), JobState::Running);
+    }
+
+    #[test]
+    fn annotations_become_requests() {
+        let mut p = crate::resources::testing::pair();
+        assert_eq!(requests(&p), Requests::default());
+        let a = p.metadata.annotations.get_or_insert_with(Default::default);
+        a.insert(annotation::SWITCHOVER_TO.into(), "secondary".into());
+        a.insert(annotation::SYNC.into(), "sometime".into());
+        let r = requests(&p);
+        assert_eq!(r.switchover_to, Some(Ok(Member::Secondary)));
+        assert!(matches!(r.sync, Some(Err(_))));
+    }
+}

@@ -1,0 +1,649 @@
+//! Whole reconcile passes against kube-fake-client's in-memory API, with a fake member client
+//! (SQL is tested against real PostgreSQL in the postgres crate). There is no kubelet and no
+//! Job controller here: the tests play them, creating member pods and marking Jobs done
+//! between passes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as ControllerAction;
+use kube::{Client, ResourceExt};
+use receiptdb_operator::controller::{
+    error_policy, observe::observe, reconcile_once, Context, Error, MemberClient, MemberTarget,
+};
+use receiptdb_operator::crd::{condition, Member, ReceiptDbPair, ReceiptDbPairSpec, SecretKeyRef};
+use receiptdb_operator::pair::{JobKind, JobState, ServerProbe, StandbyObservation};
+use serde_json::json;
+
+const NS: &str = "clinic";
+
+/// Probes answer from a table the test fills; every other call is recorded.
+#[derive(Default)]
+struct FakeMembers {
+    probes: Mutex<BTreeMap<Member, Result<ServerProbe, String>>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeMembers {
+    fn set(&self, m: Member, p: Result<ServerProbe, String>) {
+        self.probes.lock().unwrap().insert(m, p);
+    }
+    fn record(&self, what: String) -> BoxFuture<'_, Result<(), String>> {
+        self.calls.lock().unwrap().push(what);
+        async { Ok(()) }.boxed()
+    }
+}
+
+impl MemberClient for FakeMembers {
+    fn probe<'a>(
+        &'a self,
+        t: &'a MemberTarget,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<ServerProbe, String>> {
+        let r = self
+            .probes
+            .lock()
+            .unwrap()
+            .get(&t.member)
+            .cloned()
+            .unwrap_or_else(|| Err("connection refused".into()));
+        async move { r }.boxed()
+    }
+    fn promote<'a>(&'a self, t: &'a MemberTarget) -> BoxFuture<'a, Result<(), String>> {
+        self.record(format!("promote {}", t.member))
+    }
+    fn fence_writes<'a>(&'a self, t: &'a MemberTarget) -> BoxFuture<'a, Result<(), String>> {
+        self.record(format!("fence {}", t.member))
+    }
+    fn unfence_writes<'a>(&'a self, t: &'a MemberTarget) -> BoxFuture<'a, Result<(), String>> {
+        self.record(format!("unfence {}", t.member))
+    }
+    fn set_synchronous_standby<'a>(
+        &'a self,
+        t: &'a MemberTarget,
+        standby: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.record(format!("sync-standby {} {standby:?}", t.member))
+    }
+}
+
+fn primary_probe(standby_streaming: bool) -> ServerProbe {
+    ServerProbe {
+        in_recovery: false,
+        lsn: 0x3000000,
+        timeline: 1,
+        system_identifier: 42,
+        standbys: if standby_streaming {
+            vec![StandbyObservation {
+                application_name: "secondary".into(),
+                streaming: true,
+                synchronous: true,
+                replay_lag_bytes: 0,
+            }]
+        } else {
+            vec![]
+        },
+        synchronous_standby_names: if standby_streaming {
+            "\"secondary\"".into()
+        } else {
+            String::new()
+        },
+        ..ServerProbe::default()
+    }
+}
+
+fn standby_probe() -> ServerProbe {
+    ServerProbe {
+        in_recovery: true,
+        lsn: 0x3000000,
+        receive_lsn: Some(0x3000000),
+        timeline: 1,
+        system_identifier: 42,
+        streaming: true,
+        ..ServerProbe::default()
+    }
+}
+
+struct Env {
+    client: Client,
+    ctx: Arc<Context>,
+    members: Arc<FakeMembers>,
+}
+
+async fn env_with(spec: ReceiptDbPairSpec, extra: Vec<Secret>) -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube_fake_client::ClientBuilder::new()
+        .with_resource::<ReceiptDbPair>()
+        .with_status_subresource::<ReceiptDbPair>()
+        .build()
+        .await
+        .expect("fake client");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    for s in extra {
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let mut pair = ReceiptDbPair::new("orca", spec);
+    pair.metadata.namespace = Some(NS.into());
+    pairs(&client)
+        .create(&PostParams::default(), &pair)
+        .await
+        .unwrap();
+    let members = Arc::new(FakeMembers::default());
+    let ctx = Arc::new(Context::for_tests(client.clone(), members.clone()));
+    Env {
+        client,
+        ctx,
+        members,
+    }
+}
+
+async fn env() -> Env {
+    env_with(ReceiptDbPairSpec::default(), vec![]).await
+}
+
+fn pairs(c: &Client) -> Api<ReceiptDbPair> {
+    Api::namespaced(c.clone(), NS)
+}
+
+impl Env {
+    async fn pair(&self) -> ReceiptDbPair {
+        pairs(&self.client).get("orca").await.unwrap()
+    }
+
+    async fn pass(&self) -> Result<ControllerAction, Error> {
+        reconcile_once(Arc::new(self.pair().await), self.ctx.clone()).await
+    }
+
+    async fn sts(&self, m: Member) -> Option<StatefulSet> {
+        Api::<StatefulSet>::namespaced(self.client.clone(), NS)
+            .get_opt(&format!("orca-{m}"))
+            .await
+            .unwrap()
+    }
+
+    async fn replicas(&self, m: Member) -> Option<i32> {
+        self.sts(m).await.and_then(|s| s.spec?.replicas)
+    }
+
+    async fn jobs(&self) -> Vec<Job> {
+        Api::<Job>::namespaced(self.client.clone(), NS)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+    }
+
+    async fn job_of(&self, kind: JobKind, m: Member) -> Option<Job> {
+        self.jobs().await.into_iter().find(|j| {
+            let l = j.labels();
+            l.get("receiptdb.io/job").map(String::as_str) == Some(kind.as_str())
+                && l.get("receiptdb.io/member").map(String::as_str) == Some(m.as_str())
+        })
+    }
+
+    async fn secret(&self, name: &str) -> Option<Secret> {
+        Api::<Secret>::namespaced(self.client.clone(), NS)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    async fn client_service(&self) -> Option<Service> {
+        Api::<Service>::namespaced(self.client.clone(), NS)
+            .get_opt("orca")
+            .await
+            .unwrap()
+    }
+
+    /// Play the Job controller: the Job succeeded, its pod left a report.
+    async fn finish_job(&self, job: &Job, report: serde_json::Value) {
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), NS);
+        let status = json!({"status": {"succeeded": 1, "conditions": [
+            {"type": "Complete", "status": "True"}]}});
+        jobs.patch(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+        let labels = job
+            .spec
+            .clone()
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("{}-x1", job.name_any()), "namespace": NS,
+                         "labels": labels},
+            "spec": {"containers": [{"name": "job", "image": "pg"}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [{
+                "name": "job", "image": "pg", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0,
+                    "finishedAt": "2025-01-01T00:00:00Z",
+                    "message": report.to_string()}}}]}
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(self.client.clone(), NS)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+
+    /// Play the StatefulSet controller and kubelet: a running, ready member pod.
+    async fn start_member_pod(&self, m: Member) {
+        let sts = self.sts(m).await.unwrap();
+        let labels = sts.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("orca-{m}-0"), "namespace": NS, "labels": labels},
+            "spec": {"containers": [{"name": "postgres", "image": "pg"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(self.client.clone(), NS)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+
+    /// Run passes until `done` holds (at most `max`); returns whether it held.
+    async fn passes_until<F, Fut>(&self, max: usize, mut done: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..max {
+            self.pass().await.unwrap();
+            if done().await {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn password(s: &Secret) -> Vec<u8> {
+    s.data.as_ref().unwrap()["password"].0.clone()
+}
+
+#[tokio::test]
+async fn first_pass_creates_owned_objects_with_owner_references() {
+    let e = env().await;
+    e.pass().await.unwrap();
+    let pair = e.pair().await;
+    let uid = pair.uid().expect("the fake API sets uids");
+    for m in Member::ALL {
+        let sts = e.sts(m).await.expect("StatefulSet");
+        let owner = &sts.metadata.owner_references.clone().unwrap()[0];
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller),
+            (uid.as_str(), Some(true))
+        );
+        assert_eq!(sts.labels()["receiptdb.io/pair"], "orca");
+        assert_eq!(sts.labels()["receiptdb.io/member"], m.as_str());
+        let svc = Api::<Service>::namespaced(e.client.clone(), NS)
+            .get(&format!("orca-{m}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            svc.spec.clone().unwrap().cluster_ip.as_deref(),
+            Some("None")
+        );
+        assert_eq!(svc.metadata.owner_references.unwrap()[0].uid, uid);
+    }
+    let client = e.client_service().await.expect("client Service");
+    let sel = client.spec.unwrap().selector.unwrap();
+    assert_eq!(sel.len(), 2);
+    assert_eq!(sel["receiptdb.io/pair"], "orca");
+    assert!(["primary", "none"].contains(&sel["receiptdb.io/member"].as_str()));
+    assert_eq!(client.metadata.owner_references.unwrap()[0].uid, uid);
+}
+
+#[tokio::test]
+async fn generated_secrets_are_created_once_and_reused() {
+    let e = env().await;
+    e.pass().await.unwrap();
+    let su = e.secret("orca-superuser").await.expect("superuser Secret");
+    let repl = e
+        .secret("orca-replication")
+        .await
+        .expect("replication Secret");
+    assert!(password(&su).len() >= 32);
+    assert_ne!(password(&su), password(&repl));
+    e.pass().await.unwrap();
+    e.pass().await.unwrap();
+    assert_eq!(
+        password(&e.secret("orca-superuser").await.unwrap()),
+        password(&su)
+    );
+    assert_eq!(
+        password(&e.secret("orca-replication").await.unwrap()),
+        password(&repl)
+    );
+    // Nothing the operator wrote carries the password.
+    let needle = String::from_utf8(password(&su)).unwrap();
+    for j in e.jobs().await {
+        assert!(!serde_json::to_string(&j).unwrap().contains(&needle));
+    }
+    for m in Member::ALL {
+        assert!(!serde_json::to_string(&e.sts(m).await)
+            .unwrap()
+            .contains(&needle));
+    }
+    assert!(!serde_json::to_string(&e.pair().await)
+        .unwrap()
+        .contains(&needle));
+}
+
+#[tokio::test]
+async fn an_existing_generated_secret_is_kept() {
+    let mut s = Secret::default();
+    s.metadata.name = Some("orca-superuser".into());
+    s.metadata.namespace = Some(NS.into());
+    s.data = Some(BTreeMap::from([(
+        "password".into(),
+        k8s_openapi::ByteString(b"retained-from-an-earlier-pair".to_vec()),
+    )]));
+    let e = env_with(ReceiptDbPairSpec::default(), vec![s]).await;
+    e.pass().await.unwrap();
+    let got = e.secret("orca-superuser").await.unwrap();
+    assert_eq!(password(&got), b"retained-from-an-earlier-pair");
+    assert!(e.secret("orca-replication").await.is_some());
+}
+
+/// The bootstrap contract: initdb Job → primary replicas 1 → clone Job → secondary replicas 1
+/// → client Service selects primary → Healthy. Depends on `pair::decide`.
+#[tokio::test]
+async fn bootstrap_runs_jobs_before_replicas() {
+    let e = env().await;
+    assert!(
+        e.passes_until(3, || async {
+            e.job_of(JobKind::Initdb, Member::Primary).await.is_some()
+        })
+        .await,
+        "an initdb Job for the primary"
+    );
+    assert_eq!(
+        e.replicas(Member::Primary).await.unwrap_or(0),
+        0,
+        "no primary before initdb"
+    );
+    assert_eq!(e.replicas(Member::Secondary).await.unwrap_or(0), 0);
+    assert!(e.job_of(JobKind::Clone, Member::Secondary).await.is_none());
+    let status = e.pair().await.status.expect("status written");
+    assert!(status.phase.is_some(), "{status:?}");
+
+    let initdb = e.job_of(JobKind::Initdb, Member::Primary).await.unwrap();
+    e.pass().await.unwrap();
+    assert_eq!(e.jobs().await.len(), 1, "a running Job is not duplicated");
+    e.finish_job(&initdb, json!({"initialized": true})).await;
+    assert!(
+        e.passes_until(3, || async { e.replicas(Member::Primary).await == Some(1) })
+            .await,
+        "primary scaled up once initdb succeeded"
+    );
+    assert_eq!(e.replicas(Member::Secondary).await.unwrap_or(0), 0);
+
+    e.start_member_pod(Member::Primary).await;
+    e.members.set(Member::Primary, Ok(primary_probe(false)));
+    assert!(
+        e.passes_until(3, || async {
+            e.job_of(JobKind::Clone, Member::Secondary).await.is_some()
+        })
+        .await,
+        "a clone Job for the secondary once the primary serves: {:#?} jobs {:?}",
+        e.pair().await.status,
+        e.jobs()
+            .await
+            .iter()
+            .map(|j| j.name_any())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        e.replicas(Member::Secondary).await.unwrap_or(0),
+        0,
+        "no secondary before clone"
+    );
+
+    let clone = e.job_of(JobKind::Clone, Member::Secondary).await.unwrap();
+    e.finish_job(&clone, json!({"method": "clone"})).await;
+    assert!(
+        e.passes_until(3, || async {
+            e.replicas(Member::Secondary).await == Some(1)
+        })
+        .await,
+        "secondary scaled up once clone succeeded"
+    );
+
+    e.start_member_pod(Member::Secondary).await;
+    e.members.set(Member::Secondary, Ok(standby_probe()));
+    e.members.set(Member::Primary, Ok(primary_probe(true)));
+    let selects_primary = || async {
+        e.client_service()
+            .await
+            .and_then(|s| s.spec?.selector)
+            .and_then(|s| s.get("receiptdb.io/member").cloned())
+            == Some("primary".into())
+    };
+    assert!(
+        e.passes_until(4, selects_primary).await,
+        "client Service selects the primary"
+    );
+    let healthy = || async {
+        e.pair()
+            .await
+            .status
+            .and_then(|s| s.phase)
+            .map(|p| p.to_string())
+            == Some("Healthy".into())
+    };
+    assert!(
+        e.passes_until(4, healthy).await,
+        "{:?}",
+        e.pair().await.status
+    );
+    let status = e.pair().await.status.unwrap();
+    assert_eq!(status.active_member, Some(Member::Primary));
+    assert!(status.primary.ready && status.secondary.ready);
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::READY)
+        .unwrap();
+    assert_eq!(ready.status, "True");
+}
+
+#[tokio::test]
+async fn a_missing_referenced_secret_is_a_spec_error_that_changes_nothing() {
+    let mut spec = ReceiptDbPairSpec::default();
+    spec.postgres.superuser_secret = Some(SecretKeyRef {
+        name: "not-there".into(),
+        key: "password".into(),
+    });
+    let e = env_with(spec, vec![]).await;
+    let obs = observe(&e.pair().await, &e.ctx).await.unwrap();
+    let why = obs.observation.spec_error.clone().expect("spec error");
+    assert!(why.contains("not-there"), "{why}");
+    e.pass().await.unwrap();
+    assert!(
+        e.sts(Member::Primary).await.is_none(),
+        "nothing created on a spec error"
+    );
+    assert!(e.jobs().await.is_empty());
+    assert!(e.secret("orca-replication").await.is_none());
+    let status = e.pair().await.status.expect("status written");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::READY)
+        .expect("Ready condition");
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains("not-there"), "{}", ready.message);
+}
+
+#[tokio::test]
+async fn an_operator_owned_parameter_is_a_spec_error() {
+    let mut spec = ReceiptDbPairSpec::default();
+    spec.postgres
+        .parameters
+        .insert("wal_level".into(), "minimal".into());
+    let e = env_with(spec, vec![]).await;
+    let obs = observe(&e.pair().await, &e.ctx).await.unwrap();
+    assert!(obs.observation.spec_error.unwrap().contains("wal_level"));
+}
+
+#[tokio::test]
+async fn job_reports_come_from_termination_messages() {
+    let e = env().await;
+    let pair = e.pair().await;
+    let job = receiptdb_operator::resources::jobs::job(
+        &pair,
+        JobKind::Clone,
+        Member::Secondary,
+        1,
+        &e.ctx.config,
+    );
+    Api::<Job>::namespaced(e.client.clone(), NS)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    let obs = observe(&pair, &e.ctx).await.unwrap();
+    let j = obs
+        .observation
+        .job(JobKind::Clone, Member::Secondary)
+        .unwrap();
+    assert_eq!((j.state, j.report.clone()), (JobState::Running, None));
+    e.finish_job(&job, json!({"method": "clone", "lsn": "0/3000000"}))
+        .await;
+    let obs = observe(&pair, &e.ctx).await.unwrap();
+    let j = obs
+        .observation
+        .job(JobKind::Clone, Member::Secondary)
+        .unwrap();
+    assert_eq!(j.state, JobState::Succeeded);
+    assert_eq!(
+        j.report,
+        Some(json!({"method": "clone", "lsn": "0/3000000"}))
+    );
+    assert_eq!(obs.next_attempt(JobKind::Clone, Member::Secondary), 2);
+    assert_eq!(obs.next_attempt(JobKind::Initdb, Member::Primary), 1);
+}
+
+#[tokio::test]
+async fn actions_create_jobs_once_clear_annotations_and_call_members() {
+    use receiptdb_operator::controller::act::run_actions;
+    use receiptdb_operator::pair::Action;
+    let e = env().await;
+    e.pass().await.unwrap();
+    let mut pair = e.pair().await;
+    pair.metadata.annotations = Some(BTreeMap::from([(
+        "receiptdb.io/switchover-to".to_string(),
+        "secondary".to_string(),
+    )]));
+    let pair = pairs(&e.client)
+        .replace("orca", &PostParams::default(), &pair)
+        .await
+        .unwrap();
+    let before = e.jobs().await.len();
+    let actions = vec![
+        Action::CreateJob {
+            kind: JobKind::Check,
+            member: Member::Secondary,
+        },
+        Action::ClearAnnotation {
+            key: "receiptdb.io/switchover-to",
+        },
+        Action::Promote {
+            member: Member::Secondary,
+        },
+        Action::SetSynchronousStandby {
+            on: Member::Secondary,
+            standby: Some(Member::Primary),
+        },
+        Action::Event {
+            warning: false,
+            reason: "Test",
+            message: "hello".into(),
+        },
+    ];
+    let obs = observe(&pair, &e.ctx).await.unwrap();
+    run_actions(&pair, &actions, &obs, &e.ctx).await.unwrap();
+    let obs = observe(&pair, &e.ctx).await.unwrap();
+    run_actions(&pair, &actions[..1], &obs, &e.ctx)
+        .await
+        .unwrap();
+    let checks: Vec<_> = e
+        .jobs()
+        .await
+        .into_iter()
+        .filter(|j| j.labels().get("receiptdb.io/job").map(String::as_str) == Some("check"))
+        .collect();
+    assert_eq!(checks.len(), 1, "a running Job is not created twice");
+    assert_eq!(checks[0].name_any(), "orca-secondary-check-1");
+    assert_eq!(e.jobs().await.len(), before + 1);
+    assert!(!e
+        .pair()
+        .await
+        .annotations()
+        .contains_key("receiptdb.io/switchover-to"));
+    assert_eq!(
+        *e.members.calls.lock().unwrap(),
+        [
+            "promote secondary",
+            "sync-standby secondary Some(\"primary\")"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn error_policy_waits_on_spec_errors_and_backs_off_otherwise() {
+    let e = env().await;
+    let pair = Arc::new(e.pair().await);
+    let spec = error_policy(pair.clone(), &Error::Spec("bad".into()), e.ctx.clone());
+    assert_eq!(spec, ControllerAction::requeue(Duration::from_secs(300)));
+    let transient = || Error::Member {
+        action: "promote",
+        member: Member::Secondary,
+        message: "timeout".into(),
+    };
+    let first = error_policy(pair.clone(), &transient(), e.ctx.clone());
+    let mut last = first.clone();
+    for _ in 0..5 {
+        last = error_policy(pair.clone(), &transient(), e.ctx.clone());
+    }
+    let (a, b) = (requeue_secs(&first), requeue_secs(&last));
+    assert!((0.5..=1.0).contains(&a), "first retry after {a} s");
+    assert!((16.0..=32.0).contains(&b), "sixth retry after {b} s");
+}
+
+/// The requeue delay of a controller Action, in seconds (it has no accessor; read its Debug).
+fn requeue_secs(a: &ControllerAction) -> f64 {
+    let text = format!("{a:?}");
+    let inner = text
+        .split("Some(")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .unwrap_or_default()
+        .to_string();
+    let (num, scale) = if let Some(n) = inner.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = inner.strip_suffix("µs") {
+        (n, 1e-6)
+    } else if let Some(n) = inner.strip_suffix("ns") {
+        (n, 1e-9)
+    } else {
+        (inner.strip_suffix('s').unwrap_or_default(), 1.0)
+    };
+    num.parse::<f64>().unwrap_or(f64::NAN) * scale
+}
