@@ -3,10 +3,6 @@
 //! of the spec maintains (as a real API server would). One client, cloned, is shared by the
 //! controller, the node shim, the proxy and the scenario itself.
 //!
-//! ReceiptDbPair's status subresource is registered by the tracker when the pair is created
-//! with a `status` field (kube-fake-client needs `Default` to register it up front, which the
-//! derived custom resource type does not implement): see [`crate::harness`].
-//!
 //! What it lacks compared with a real API server: watches (everything here polls), set-based
 //! label selectors (use equality selectors), admission (CEL rules are not evaluated), and
 //! `deletionTimestamp` grace (objects disappear at once; dependents are deleted by
@@ -25,6 +21,7 @@ pub const NAMESPACE: &str = "receipts";
 pub async fn in_memory_api() -> Result<kube::Client> {
     let client = kube_fake_client::ClientBuilder::new()
         .with_resource::<ReceiptDbPair>()
+        .with_status_subresource::<ReceiptDbPair>()
         .with_status_subresource::<StatefulSet>()
         .with_status_subresource::<Job>()
         .with_status_subresource::<Pod>()

@@ -1,1 +1,160 @@
-//! (being written)
+//! The end of every scenario: what must hold, checked from what was recorded.
+//!
+//! - every acknowledged commit is present on the active member (`lost_acknowledged` counts the
+//!   missing ones; 0 is required in synchronous mode);
+//! - both members compare equal (receiptdb_postgres's `compare`, checksums);
+//! - the client Service never selected two members, nor a member that status marked stale or
+//!   fenced at that moment;
+//! - the node shim saw no Job on a running member's volume.
+
+use serde::Serialize;
+
+use crate::clock::Event;
+use crate::observer::Sample;
+use crate::proxy::Selection;
+use crate::writer::Ack;
+
+/// One check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: &str, passed: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            passed,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Acknowledged ids missing from `present` (sorted ascending).
+pub fn lost(acks: &[Ack], present: &[i64]) -> Vec<i64> {
+    let set: std::collections::HashSet<i64> = present.iter().copied().collect();
+    acks.iter()
+        .map(|a| a.id)
+        .filter(|id| !set.contains(id))
+        .collect()
+}
+
+/// The Service never selected a stale or fenced member (status samples), and never matched
+/// two member pods (proxy history).
+pub fn service_checks(samples: &[Sample], selections: &[Selection]) -> Vec<Check> {
+    let mut bad = Vec::new();
+    for s in samples {
+        let Some(sel) = s.selects.as_deref() else {
+            continue;
+        };
+        let Ok(m) = sel.parse::<receiptdb_operator::crd::Member>() else {
+            continue;
+        };
+        let ms = s.member(m);
+        if ms.stale || ms.fenced {
+            bad.push(format!(
+                "at {} ms the Service selected {m}, which status marks {}",
+                s.t_ms,
+                if ms.stale { "stale" } else { "fenced" }
+            ));
+        }
+    }
+    let two: Vec<String> = selections
+        .iter()
+        .filter(|s| s.matched.len() > 1)
+        .map(|s| format!("at {} ms the Service matched {:?}", s.t_ms, s.matched))
+        .collect();
+    vec![
+        Check::new(
+            "service_never_selected_stale",
+            bad.is_empty(),
+            if bad.is_empty() {
+                format!("{} status samples checked", samples.len())
+            } else {
+                bad.join("; ")
+            },
+        ),
+        Check::new(
+            "service_never_selected_two",
+            two.is_empty(),
+            if two.is_empty() {
+                format!("{} selector states checked", selections.len())
+            } else {
+                two.join("; ")
+            },
+        ),
+    ]
+}
+
+/// Last acknowledgement at or before `fault_ms` to the first after it.
+pub fn recovery_ms(acks: &[Ack], fault_ms: u64) -> Option<u64> {
+    let before = acks
+        .iter()
+        .filter(|a| a.t_ms <= fault_ms)
+        .map(|a| a.t_ms)
+        .max()?;
+    let after = acks
+        .iter()
+        .filter(|a| a.t_ms > fault_ms)
+        .map(|a| a.t_ms)
+        .min()?;
+    Some(after - before)
+}
+
+/// Fault to the first `in_sync` that follows an `out_of_sync` after the fault (or the first
+/// `in_sync` after the fault when sync was never reported lost).
+pub fn in_sync_ms(events: &[Event], fault_ms: u64) -> Option<u64> {
+    let lost = events
+        .iter()
+        .find(|e| e.kind == "out_of_sync" && e.t_ms >= fault_ms)
+        .map(|e| e.t_ms)
+        .unwrap_or(fault_ms);
+    events
+        .iter()
+        .find(|e| e.kind == "in_sync" && e.t_ms >= lost)
+        .map(|e| e.t_ms - fault_ms)
+}
+
+/// The longest pause between consecutive acknowledgements after `from_ms`.
+pub fn longest_gap_ms(acks: &[Ack], from_ms: u64) -> u64 {
+    acks.windows(2)
+        .filter(|w| w[1].t_ms >= from_ms)
+        .map(|w| w[1].t_ms - w[0].t_ms)
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(id: i64, t_ms: u64) -> Ack {
+        Ack { id, t_ms }
+    }
+
+    #[test]
+    fn recovery_spans_the_fault() {
+        let acks = [ack(1, 100), ack(2, 200), ack(3, 2300), ack(4, 2320)];
+        assert_eq!(recovery_ms(&acks, 250), Some(2100));
+        assert_eq!(recovery_ms(&acks, 5000), None);
+        assert_eq!(lost(&acks, &[1, 2, 4]), vec![3]);
+        assert_eq!(longest_gap_ms(&acks, 0), 2100);
+    }
+
+    #[test]
+    fn in_sync_after_it_was_lost() {
+        let ev = |t, k: &str| Event {
+            t_ms: t,
+            kind: k.into(),
+            detail: String::new(),
+        };
+        let events = vec![
+            ev(10, "in_sync"),
+            ev(1000, "out_of_sync"),
+            ev(5000, "in_sync"),
+        ];
+        assert_eq!(in_sync_ms(&events, 500), Some(4500));
+    }
+}

@@ -5,6 +5,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+/// Work directories alive now, with their keep flag (for cleanup on Ctrl-C).
+static LIVE: std::sync::Mutex<Vec<(PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
+
+/// On Ctrl-C: kill servers under every live work directory and remove those not kept.
+pub fn cleanup_all() {
+    let live = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+    for (p, keep) in live {
+        crate::procs::kill_postmasters_under(&p);
+        if keep {
+            eprintln!("work directory kept: {}", p.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
+
 /// A scenario work directory.
 pub struct WorkDir {
     path: PathBuf,
@@ -20,6 +36,9 @@ impl WorkDir {
             .context("create the scenario work directory")?;
         let path = dir.keep();
         set_mode(&path, 0o755)?;
+        if let Ok(mut l) = LIVE.lock() {
+            l.push((path.clone(), keep));
+        }
         Ok(Self { path, keep })
     }
 
@@ -48,11 +67,19 @@ impl WorkDir {
     /// Keep the directory after the scenario (for post-mortems).
     pub fn keep(&mut self) {
         self.keep = true;
+        if let Ok(mut l) = LIVE.lock() {
+            for e in l.iter_mut().filter(|e| e.0 == self.path) {
+                e.1 = true;
+            }
+        }
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        if let Ok(mut l) = LIVE.lock() {
+            l.retain(|e| e.0 != self.path);
+        }
         if self.keep {
             eprintln!("work directory kept: {}", self.path.display());
         } else {

@@ -57,6 +57,9 @@ pub struct WriterConfig {
     pub dbname: String,
     /// Pause between receipts.
     pub interval: Duration,
+    /// External replication mode: the receipt software's redirector writes every receipt to
+    /// the other member too (directly, on this port). Failures there are counted, not retried.
+    pub mirror_port: Option<u16>,
 }
 
 /// The running writer.
@@ -78,6 +81,18 @@ impl Writer {
             .await
             .context("create the receipts table")?;
         drop(client);
+        if let Some(port) = cfg.mirror_port {
+            let mirror = connect(&WriterConfig {
+                port,
+                ..cfg.clone()
+            })
+            .await
+            .context("the writer's first connection to the mirror member")?;
+            mirror
+                .batch_execute(TABLE_DDL)
+                .await
+                .context("create the receipts table on the mirror member")?;
+        }
         let (stop, stop_rx) = watch::channel(false);
         let acks = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
@@ -143,6 +158,7 @@ async fn run(
 ) {
     let mut id: i64 = 1;
     let mut client: Option<Client> = None;
+    let mut mirror: Option<Client> = None;
     let mut failing = false;
     let clinics = ["kita", "minami", "higashi", "nishi"];
     while !*stop.borrow() {
@@ -167,6 +183,9 @@ async fn run(
         match tokio::time::timeout(Duration::from_secs(30), insert).await {
             Ok(Ok(_)) => {
                 let t_ms = timeline.now_ms();
+                if let Some(port) = cfg.mirror_port {
+                    mirror_write(&cfg, port, &mut mirror, &params, &errors, &timeline).await;
+                }
                 if failing {
                     failing = false;
                     timeline.record("writer_recovered", format!("receipt {id} committed"));
@@ -233,4 +252,42 @@ pub fn classify(e: &tokio_postgres::Error) -> (String, String) {
         None => e.to_string(),
     };
     ("connection".to_string(), text)
+}
+
+/// Write the same receipt to the mirror member (external mode).
+async fn mirror_write(
+    cfg: &WriterConfig,
+    port: u16,
+    mirror: &mut Option<Client>,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync); 3],
+    errors: &Arc<Mutex<Vec<WriteError>>>,
+    timeline: &Timeline,
+) {
+    if mirror.is_none() {
+        *mirror = connect(&WriterConfig {
+            port,
+            ..cfg.clone()
+        })
+        .await
+        .ok();
+    }
+    let Some(m) = mirror.as_ref() else { return };
+    let r = m
+        .execute(
+            "INSERT INTO receipts (id, clinic, amount) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            params,
+        )
+        .await;
+    if let Err(e) = r {
+        let (code, message) = classify(&e);
+        if let Ok(mut v) = errors.lock() {
+            v.push(WriteError {
+                t_ms: timeline.now_ms(),
+                code: format!("mirror:{code}"),
+                expected: true,
+                message,
+            });
+        }
+        *mirror = None;
+    }
 }

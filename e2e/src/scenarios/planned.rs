@@ -1,0 +1,81 @@
+//! Planned work (seeds/002): a switchover requested by annotation, and rolling maintenance
+//! (the standby restarted while under maintenance, switch over, then the other one).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use receiptdb_operator::crd::{annotation, Member};
+use serde_json::json;
+
+use super::crash::{in_sync_on, manual_failback};
+use super::Scenario;
+use crate::harness::{healthy_on, World};
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "switchover",
+            about: "receiptdb.io/switchover-to=secondary: stop writes, wait for replay, promote, flip, rejoin the old primary",
+            spec: manual_failback,
+            body: |w| Box::pin(switchover(w)),
+        },
+        Scenario {
+            name: "rolling-maintenance",
+            about: "maintenance.member=secondary and restart it; switchover; maintenance.member=primary and restart it",
+            spec: manual_failback,
+            body: |w| Box::pin(rolling(w)),
+        },
+    ]
+}
+
+async fn switch_to(w: &mut World, m: Member) -> Result<()> {
+    w.annotate(annotation::SWITCHOVER_TO, Some(m.as_str()))
+        .await?;
+    let what = format!("the switchover to the {m}");
+    w.wait_for(&what, |s| {
+        healthy_on(s, m) && !s.annotations.contains_key(annotation::SWITCHOVER_TO)
+    })
+    .await?;
+    Ok(())
+}
+
+async fn switchover(w: &mut World) -> Result<()> {
+    w.fault("switchover requested (receiptdb.io/switchover-to=secondary)");
+    switch_to(w, Member::Secondary).await?;
+    let s = w.observer.latest();
+    w.check(
+        "no_failover",
+        s.as_ref().is_some_and(|s| s.status.last_failover.is_none()),
+        "a planned switchover is not a failover",
+    );
+    w.pause(Duration::from_secs(2)).await
+}
+
+async fn restart_under_maintenance(w: &mut World, m: Member, active: Member) -> Result<()> {
+    w.patch_spec(json!({"maintenance": {"member": m.as_str()}}))
+        .await?;
+    w.pause(Duration::from_millis(500)).await?;
+    w.delete_pod(m).await?;
+    let what = format!("the {m} back after its maintenance restart");
+    w.wait_for(&what, |s| in_sync_on(s, active) && s.member(m).ready)
+        .await?;
+    w.patch_spec(json!({"maintenance": {"member": null}}))
+        .await?;
+    let what = format!("healthy on the {active} after maintenance of the {m}");
+    w.wait_for(&what, |s| healthy_on(s, active)).await?;
+    Ok(())
+}
+
+async fn rolling(w: &mut World) -> Result<()> {
+    w.fault("rolling maintenance starts (maintenance.member=secondary)");
+    restart_under_maintenance(w, Member::Secondary, Member::Primary).await?;
+    switch_to(w, Member::Secondary).await?;
+    restart_under_maintenance(w, Member::Primary, Member::Secondary).await?;
+    let s = w.observer.latest();
+    w.check(
+        "no_failover",
+        s.as_ref().is_some_and(|s| s.status.last_failover.is_none()),
+        "maintenance restarts are not failures",
+    );
+    w.pause(Duration::from_secs(2)).await
+}
