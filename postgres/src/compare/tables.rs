@@ -2,7 +2,7 @@
 //! pairs of snapshot workers, biggest tables first.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use futures::future::try_join_all;
@@ -123,7 +123,12 @@ pub(crate) async fn run_pairs(
     order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].bytes));
     let queue = Mutex::new(order.into_iter().collect::<VecDeque<_>>());
     let results = Mutex::new(Vec::with_capacity(pairs.len()));
-    let next = || queue.lock().ok().and_then(|mut q| q.pop_front());
+    let next = || {
+        queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    };
     try_join_all(src_workers.iter().zip(tgt_workers).map(|(sw, tw)| async {
         while let Some(index) = next() {
             let pair = &pairs[index];
@@ -138,14 +143,15 @@ pub(crate) async fn run_pairs(
                 millis: started.elapsed().as_millis() as u64,
             };
             on_done(pair, &result);
-            if let Ok(mut r) = results.lock() {
-                r.push(result);
-            }
+            results
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(result);
         }
         Ok::<_, SqlError>(())
     }))
     .await?;
-    let mut out = results.into_inner().unwrap_or_default();
+    let mut out = results.into_inner().unwrap_or_else(PoisonError::into_inner);
     out.sort_by_key(|r| r.index);
     Ok(out)
 }
