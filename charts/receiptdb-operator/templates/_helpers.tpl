@@ -75,7 +75,8 @@ the same reference to the operator for the init containers of its Jobs.
 The RBAC rules, shared by the ClusterRole (watchNamespace empty) and the Role (watchNamespace
 set). Least privilege: no pods/exec, no pods/log (PostgreSQL is probed over its own protocol and
 Job outcomes are read from termination messages), no delete where ownerReferences and garbage
-collection already remove objects with their pair.
+collection already remove objects with their pair. Member volumes need no rule at all: the
+StatefulSets' persistentVolumeClaimRetentionPolicy implements spec.storage.reclaimPolicy.
 */}}
 {{- define "receiptdb-operator.rules" -}}
 # The pairs themselves: watched to reconcile; patched to remove the one-shot request
@@ -101,11 +102,10 @@ collection already remove objects with their pair.
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Headless per-member Services and the client Service, whose selector is flipped on failover.
-# delete: when spec.clientService.name changes, the Service under the old name is removed, so no
-# Service keeps selecting a member the operator no longer manages.
+# Deleted with the pair by garbage collection.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Generated superuser and replication password Secrets (created once, random, never logged),
 # and reading user-supplied Secrets referenced by the spec (passwords, backup keys) to probe
 # the members. Deleted with the pair by garbage collection.
