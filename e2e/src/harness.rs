@@ -275,6 +275,31 @@ impl World {
         }
     }
 
+    /// The pid of a member's running process (by StatefulSet name).
+    pub async fn member_pid(&self, statefulset: &str) -> Option<i32> {
+        self.shim.as_ref()?.pids().await.get(statefulset).copied()
+    }
+
+    /// Wait until an async condition holds.
+    pub async fn wait_until<F, Fut>(&self, what: &str, mut f: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + self.opts.wait_timeout;
+        while !f().await {
+            self.check_violations()?;
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "timed out after {:?} waiting for {what}",
+                    self.opts.wait_timeout
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Mark the fault time (the reference of recovery_ms and in_sync_ms).
     pub fn fault(&mut self, detail: &str) {
         let t = self.timeline.record("fault_injected", detail);
@@ -442,7 +467,10 @@ impl World {
         let report = ScenarioReport {
             scenario: scenario.to_string(),
             passed: failure.is_none(),
-            recovery_ms: fault.and_then(|f| verdict::recovery_ms(&acks, f)),
+            recovery_ms: fault.and_then(|f| {
+                let first_error = errors.iter().map(|e| e.t_ms).filter(|t| *t >= f).min();
+                verdict::recovery_ms(&acks, f, first_error)
+            }),
             lost_acknowledged: lost_count,
             in_sync_ms: fault.and_then(|f| verdict::in_sync_ms(&events, f)),
             fault_ms: fault,

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::Api;
 use receiptdb_operator::crd::{Member, MemberStatus, ReceiptDbPair, ReceiptDbPairStatus};
 use serde::Serialize;
@@ -72,9 +73,27 @@ impl Observer {
         let services: Api<Service> = Api::namespaced(client, namespace);
         let (name, service) = (name.to_string(), service.to_string());
         let store = samples.clone();
+        let events: Api<K8sEvent> = Api::namespaced(pairs.clone().into_client(), namespace);
         let task = tokio::spawn(async move {
             let mut last: Option<Sample> = None;
+            let mut seen_events = std::collections::BTreeSet::new();
             loop {
+                if let Ok(list) = events.list(&Default::default()).await {
+                    for e in list.items {
+                        let key = e.metadata.name.clone().unwrap_or_default();
+                        if seen_events.insert(key) {
+                            timeline.record(
+                                "k8s_event",
+                                format!(
+                                    "{} {}: {}",
+                                    e.type_.unwrap_or_default(),
+                                    e.reason.unwrap_or_default(),
+                                    e.note.unwrap_or_default()
+                                ),
+                            );
+                        }
+                    }
+                }
                 if let Ok(Some(pair)) = pairs.get_opt(&name).await {
                     let selects = services
                         .get_opt(&service)

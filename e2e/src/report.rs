@@ -113,10 +113,11 @@ pub fn timeline_text(r: &ScenarioReport) -> String {
 pub fn summary_text(r: &ScenarioReport) -> String {
     let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     let mut out = format!(
-        "{}: {} | recovery {} | lost acknowledged {} | in sync after {} | acknowledged {} | rejoin {} | active {}\n",
+        "{}: {} | recovery {} (longest write gap {} ms) | lost acknowledged {} | in sync after {} | acknowledged {} | rejoin {} | active {}\n",
         r.scenario,
         if r.passed { "PASSED" } else { "FAILED" },
         ms(r.recovery_ms),
+        r.longest_write_gap_ms,
         r.lost_acknowledged,
         ms(r.in_sync_ms),
         r.acknowledged,

@@ -88,8 +88,14 @@ pub fn service_checks(samples: &[Sample], selections: &[Selection]) -> Vec<Check
     ]
 }
 
-/// Last acknowledgement at or before `fault_ms` to the first after it.
-pub fn recovery_ms(acks: &[Ack], fault_ms: u64) -> Option<u64> {
+/// Last acknowledgement before the fault to the first after it, where "the fault" is when the
+/// client first felt it: its first error at or after the injection (a commit already in flight
+/// when the postmaster is killed may still be acknowledged a few ms later; that is not the
+/// recovery), or the injection itself when the client saw no error.
+pub fn recovery_ms(acks: &[Ack], fault_ms: u64, first_error_ms: Option<u64>) -> Option<u64> {
+    let fault_ms = first_error_ms
+        .filter(|e| *e >= fault_ms)
+        .unwrap_or(fault_ms);
     let before = acks
         .iter()
         .filter(|a| a.t_ms <= fault_ms)
@@ -137,8 +143,10 @@ mod tests {
     #[test]
     fn recovery_spans_the_fault() {
         let acks = [ack(1, 100), ack(2, 200), ack(3, 2300), ack(4, 2320)];
-        assert_eq!(recovery_ms(&acks, 250), Some(2100));
-        assert_eq!(recovery_ms(&acks, 5000), None);
+        assert_eq!(recovery_ms(&acks, 250, None), Some(2100));
+        assert_eq!(recovery_ms(&acks, 5000, None), None);
+        // An in-flight commit acknowledged just after the kill does not count as recovery.
+        assert_eq!(recovery_ms(&acks, 150, Some(250)), Some(2100));
         assert_eq!(lost(&acks, &[1, 2, 4]), vec![3]);
         assert_eq!(longest_gap_ms(&acks, 0), 2100);
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use receiptdb_operator::crd::{annotation, FailbackPolicy, Member, ReceiptDbPairSpec};
+use receiptdb_operator::crd::{FailbackPolicy, Member, ReceiptDbPairSpec};
 
 use super::Scenario;
 use crate::harness::{healthy, healthy_on, spec_with, World};
@@ -135,15 +135,6 @@ async fn primary_crash_manual_failback(w: &mut World) -> Result<()> {
         still == Some(Member::Secondary),
         format!("active after 3 s in sync: {still:?}"),
     );
-    w.timeline.record(
-        "switchover_requested",
-        "switchover-to=primary (manual failback)",
-    );
-    w.annotate(annotation::SWITCHOVER_TO, Some("primary"))
-        .await?;
-    w.wait_for("the switchover back to the primary", |s| {
-        healthy_on(s, Member::Primary) && !s.annotations.contains_key(annotation::SWITCHOVER_TO)
-    })
-    .await?;
+    super::planned::switch_to(w, Member::Primary).await?;
     w.pause(Duration::from_secs(2)).await
 }

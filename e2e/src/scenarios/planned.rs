@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use receiptdb_operator::crd::{annotation, Member};
 use serde_json::json;
 
 use super::crash::{in_sync_on, manual_failback};
 use super::Scenario;
-use crate::harness::{healthy_on, World};
+use crate::harness::{healthy_on, World, PAIR};
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
@@ -28,14 +28,21 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-async fn switch_to(w: &mut World, m: Member) -> Result<()> {
+/// Request a switchover to `m` and wait until the pair is healthy on it. A request the
+/// operator clears without switching (refused: see the `k8s_event` entries) fails at once.
+pub async fn switch_to(w: &mut World, m: Member) -> Result<()> {
     w.annotate(annotation::SWITCHOVER_TO, Some(m.as_str()))
         .await?;
+    let s = w
+        .wait_for("the switchover request to be taken", |s| {
+            !s.annotations.contains_key(annotation::SWITCHOVER_TO)
+        })
+        .await?;
+    if s.status.active_member != Some(m) && s.status.operation.is_none() {
+        bail!("the operator cleared the switchover request to {m} without switching (refused?)");
+    }
     let what = format!("the switchover to the {m}");
-    w.wait_for(&what, |s| {
-        healthy_on(s, m) && !s.annotations.contains_key(annotation::SWITCHOVER_TO)
-    })
-    .await?;
+    w.wait_for(&what, |s| healthy_on(s, m)).await?;
     Ok(())
 }
 
@@ -55,8 +62,18 @@ async fn restart_under_maintenance(w: &mut World, m: Member, active: Member) -> 
     w.patch_spec(json!({"maintenance": {"member": m.as_str()}}))
         .await?;
     w.pause(Duration::from_millis(500)).await?;
+    let sts = format!("{PAIR}-{m}");
+    let old_pid = w.member_pid(&sts).await;
     w.delete_pod(m).await?;
-    let what = format!("the {m} back after its maintenance restart");
+    let what = format!("the {m} restarted");
+    w.wait_until(&what, || async {
+        let pid = w.member_pid(&sts).await;
+        pid.is_some() && pid != old_pid
+    })
+    .await?;
+    // A few probe periods for the operator to see the restarted member before trusting status.
+    w.pause(Duration::from_secs(3)).await?;
+    let what = format!("the {m} back in sync after its maintenance restart");
     w.wait_for(&what, |s| in_sync_on(s, active) && s.member(m).ready)
         .await?;
     w.patch_spec(json!({"maintenance": {"member": null}}))
