@@ -29,5 +29,11 @@ async fn deleting_a_job_deletes_its_pods() {
     pods.create(&PostParams::default(), &pod).await.unwrap();
     jobs.delete("j", &DeleteParams::background()).await.unwrap();
     let left = pods.list(&ListParams::default()).await.unwrap().items;
-    assert!(left.is_empty(), "pods left: {:?}", left.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>());
+    assert!(
+        left.is_empty(),
+        "pods left: {:?}",
+        left.iter()
+            .map(|p| p.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use kube::ResourceExt;
 use receiptdb_operator::crd::{annotation, Member};
 use serde_json::json;
 
@@ -33,12 +34,15 @@ pub fn scenarios() -> Vec<Scenario> {
 pub async fn switch_to(w: &mut World, m: Member) -> Result<()> {
     w.annotate(annotation::SWITCHOVER_TO, Some(m.as_str()))
         .await?;
-    let s = w
-        .wait_for("the switchover request to be taken", |s| {
-            !s.annotations.contains_key(annotation::SWITCHOVER_TO)
-        })
-        .await?;
-    if s.status.active_member != Some(m) && s.status.operation.is_none() {
+    // Read the pair itself (not the observer's last sample, which may predate the request).
+    w.wait_until("the switchover request to be taken", || async {
+        w.pair()
+            .await
+            .is_ok_and(|p| !p.annotations().contains_key(annotation::SWITCHOVER_TO))
+    })
+    .await?;
+    let status = w.pair().await?.status.unwrap_or_default();
+    if status.active_member != Some(m) && status.operation.is_none() {
         bail!("the operator cleared the switchover request to {m} without switching (refused?)");
     }
     let what = format!("the switchover to the {m}");
