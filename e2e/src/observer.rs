@@ -12,7 +12,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::Api;
-use receiptdb_operator::crd::{Member, MemberStatus, ReceiptDbPair, ReceiptDbPairStatus};
+use receiptdb_operator::crd::{
+    Member, MemberStatus, OperationKind, ReceiptDbPair, ReceiptDbPairStatus,
+};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -207,6 +209,24 @@ fn narrate(t: &Timeline, old: Option<&Sample>, new: &Sample) {
             ),
         );
     }
+    let kind_of = |s: &ReceiptDbPairStatus| s.operation.as_ref().map(|op| (op.kind, op.member));
+    if kind_of(&o) != kind_of(n) {
+        if let Some(op) = &n.operation {
+            let kind = match op.kind {
+                OperationKind::Rejoin => "rejoin_started",
+                OperationKind::Sync => "sync_started",
+                OperationKind::Failover => "failover_started",
+                OperationKind::Switchover => "switchover_started",
+                OperationKind::Restore => "restore_started",
+                OperationKind::Clone => "clone_started",
+                _ => "operation_started",
+            };
+            t.record(
+                kind,
+                format!("{:?} of {}: {}", op.kind, op.member, op.reason),
+            );
+        }
+    }
     if o.operation != n.operation {
         match &n.operation {
             Some(op) => t.record(
@@ -254,7 +274,11 @@ fn narrate(t: &Timeline, old: Option<&Sample>, new: &Sample) {
     if o.last_sync != n.last_sync {
         if let Some(s) = &n.last_sync {
             t.record(
-                "realignment_recorded",
+                if s.method == "sync" {
+                    "sync_finished"
+                } else {
+                    "rejoin_finished"
+                },
                 format!(
                     "{} re-aligned by {} (succeeded {}): {}",
                     s.member, s.method, s.succeeded, s.message

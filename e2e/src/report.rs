@@ -94,15 +94,22 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 pub fn timeline_text(r: &ScenarioReport) -> String {
     let mut out = String::new();
     out.push_str(&format!("== {} ==\n", r.scenario));
-    for e in &r.timeline {
+    // The JSON has everything; people get the story (conditions other than InSync and the
+    // Events repeat what the other entries say) with long details cut.
+    for e in r
+        .timeline
+        .iter()
+        .filter(|e| !e.kind.starts_with("condition_") && e.kind != "k8s_event")
+    {
+        let detail: String = e.detail.chars().take(160).collect();
         let rel = match r.fault_ms {
             Some(f) if e.t_ms >= f => format!("+{:>6}", e.t_ms - f),
             Some(f) => format!("-{:>6}", f - e.t_ms),
             None => format!("{:>7}", e.t_ms),
         };
         out.push_str(&format!(
-            "{:>8} ms ({rel}) {:<22} {}\n",
-            e.t_ms, e.kind, e.detail
+            "{:>8} ms ({rel}) {:<22} {detail}\n",
+            e.t_ms, e.kind
         ));
     }
     out.push_str(&summary_text(r));
