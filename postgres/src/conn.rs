@@ -62,7 +62,12 @@ impl Target {
 
     /// `user@host:port/dbname`, never the password.
     pub fn describe(&self) -> String {
-        let host = self.config.get_hosts().first().map(host_name).unwrap_or_default();
+        let host = self
+            .config
+            .get_hosts()
+            .first()
+            .map(host_name)
+            .unwrap_or_default();
         let port = self.config.get_ports().first().copied().unwrap_or(5432);
         format!(
             "{}@{}:{}/{}",
@@ -90,7 +95,12 @@ impl Target {
         let (client, connection) = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(source)) => return Err(ConnError::Connect { target, source }),
-            Err(_) => return Err(ConnError::Timeout { target, after: timeout }),
+            Err(_) => {
+                return Err(ConnError::Timeout {
+                    target,
+                    after: timeout,
+                })
+            }
         };
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -105,7 +115,12 @@ impl Target {
 /// errors (whose `Display` is only "db error"), else the error and its cause.
 pub fn error_text(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
-        return format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
     }
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
@@ -148,8 +163,17 @@ fn password_for(config: &Config) -> Option<String> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pgpass")))?;
     let text = std::fs::read_to_string(file).ok()?;
-    let host = config.get_hosts().first().map(host_name).unwrap_or_default();
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let host = config
+        .get_hosts()
+        .first()
+        .map(host_name)
+        .unwrap_or_default();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let user = config.get_user().unwrap_or("postgres");
     let db = config.get_dbname().unwrap_or(user);
     passfile_lookup(&text, &host, &port, db, user)
@@ -200,9 +224,15 @@ mod tests {
     #[test]
     fn passfile_matches_wildcards_and_escapes() {
         let text = "# comment\nother:5432:*:postgres:nope\n*:5433:app:repl:s\\:ecret\n";
-        assert_eq!(passfile_lookup(text, "db1", "5433", "app", "repl").as_deref(), Some("s:ecret"));
+        assert_eq!(
+            passfile_lookup(text, "db1", "5433", "app", "repl").as_deref(),
+            Some("s:ecret")
+        );
         assert_eq!(passfile_lookup(text, "db1", "5432", "app", "repl"), None);
-        assert_eq!(passfile_lookup(text, "other", "5432", "x", "postgres").as_deref(), Some("nope"));
+        assert_eq!(
+            passfile_lookup(text, "other", "5432", "x", "postgres").as_deref(),
+            Some("nope")
+        );
     }
 
     #[test]
@@ -215,7 +245,11 @@ mod tests {
     #[test]
     fn describe_never_shows_password() {
         let mut cfg = Config::new();
-        cfg.host("h").port(6000).user("u").dbname("d").password("hunter2");
+        cfg.host("h")
+            .port(6000)
+            .user("u")
+            .dbname("d")
+            .password("hunter2");
         let t = Target::from_config(cfg);
         assert_eq!(t.describe(), "u@h:6000/d");
         assert!(!format!("{t:?}").contains("hunter2"));

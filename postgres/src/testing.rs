@@ -27,7 +27,10 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { config: Vec::new(), checksums: true }
+        Self {
+            config: Vec::new(),
+            checksums: true,
+        }
     }
 }
 
@@ -48,13 +51,19 @@ pub fn free_port() -> u16 {
 
 /// A fresh temporary directory the `postgres` user owns (when running as root).
 pub fn postgres_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("rdb-test-").tempdir().expect("create a temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("rdb-test-")
+        .tempdir()
+        .expect("create a temp dir");
     hand_to_postgres(dir.path()).expect("chown the temp dir to postgres");
     dir
 }
 
 fn run(mut cmd: Command, what: &str) {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
@@ -80,7 +89,12 @@ impl TestCluster {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
             .args(["--encoding=UTF8", "--locale=C.UTF-8"])
             .arg(format!("--pwfile={}", pwfile.display()));
         if opts.checksums {
@@ -133,13 +147,20 @@ impl TestCluster {
 
     /// A libpq connection string (no password: tests set it with [`Self::target`]).
     pub fn conninfo(&self, dbname: &str) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname={dbname}", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={dbname}",
+            self.port
+        )
     }
 
     /// A connection target with the superuser password set.
     pub fn target(&self, dbname: &str) -> Target {
         let mut config = tokio_postgres::Config::new();
-        config.host("127.0.0.1").port(self.port).user("postgres").dbname(dbname);
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname(dbname);
         config.password(TEST_PASSWORD);
         Target::from_config(config)
     }
@@ -169,7 +190,11 @@ impl TestCluster {
     pub fn pg_ctl_start(&self) {
         let log = self.log_file();
         let mut cmd = server_command("pg_ctl");
-        cmd.arg("-D").arg(self.data_dir()).args(["-w", "-t", "60", "-l"]).arg(&log).arg("start");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60", "-l"])
+            .arg(&log)
+            .arg("start");
         let out = cmd.stdin(Stdio::null()).output().expect("run pg_ctl start");
         if !out.status.success() {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -183,8 +208,14 @@ impl TestCluster {
     /// Stop the server in `mode` (`fast`, `immediate`, `smart`); errors are ignored (already down).
     pub fn stop(&self, mode: &str) {
         let mut cmd = server_command("pg_ctl");
-        cmd.arg("-D").arg(self.data_dir()).args(["-w", "-m", mode, "stop"]);
-        let _ = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-m", mode, "stop"]);
+        let _ = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// Kill the postmaster with SIGKILL, as a crash would (children exit when it dies).
@@ -239,11 +270,18 @@ mod tests {
     async fn cluster_starts_accepts_password_and_refuses_a_wrong_one() {
         let c = TestCluster::start();
         let client = c.client("postgres").await;
-        let v: String = client.query_one("SHOW server_version", &[]).await.unwrap().get(0);
+        let v: String = client
+            .query_one("SHOW server_version", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert!(v.starts_with("15"), "server version {v}");
         let mut bad = c.target("postgres");
         bad.config.password("wrong");
         let err = bad.connect(Duration::from_secs(5)).await.unwrap_err();
-        assert!(err.to_string().contains("password authentication failed"), "{err}");
+        assert!(
+            err.to_string().contains("password authentication failed"),
+            "{err}"
+        );
     }
 }

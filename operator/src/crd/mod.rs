@@ -99,7 +99,11 @@ impl ReceiptDbPair {
     }
 }
 
-/// The CRD as YAML, as committed under `crds/` and in the chart.
+/// The CRD as YAML, exactly as committed under `crds/` and in the chart.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&ReceiptDbPair::crd())
+    let body = serde_yaml::to_string(&ReceiptDbPair::crd())?;
+    Ok(format!(
+        "# Generated from operator/src/crd by `receiptdb-operator crd` (scripts/gen-crds).\n\
+         # Do not edit: change the Rust types and run scripts/gen-crds.\n{body}"
+    ))
 }

@@ -23,6 +23,7 @@ use super::Member;
     shortname = "rdbp",
     // Default: kube-fake-client's `with_status_subresource` needs it (reconcile tests).
     derive = "Default",
+    cel,
     doc = "A primary/secondary PostgreSQL pair kept alive and consistent by receiptdb-operator.",
     status = "ReceiptDbPairStatus",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -239,8 +240,11 @@ pub enum FailbackPolicy {
 /// The client Service.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)"
+).message("clientService.name cannot change: the old Service would keep selecting a member that may later be stale"))]
 pub struct ClientServiceSpec {
-    /// Name of the client Service; the pair's name when unset.
+    /// Name of the client Service; the pair's name when unset. Fixed once the pair exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 63),
