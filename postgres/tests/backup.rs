@@ -122,3 +122,51 @@ async fn roundtrip_plain_and_encrypted_files_are_0600() {
     backup::restore(&c.target("copy2"), opts).await.unwrap();
     assert!(equal(&c, "app", "copy2").await);
 }
+
+/// A restore pointed at a directory of scheduled backups takes the newest one (what the
+/// operator's restore Job does when `bootstrap.fromBackup.file` is unset).
+#[tokio::test]
+async fn restore_from_a_directory_takes_the_newest_scheduled_backup() {
+    let c = TestCluster::start();
+    c.create_db("app").await;
+    let app = c.client("app").await;
+    app.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("backup-20261120T030000Z.rdb", 1),
+        ("backup-20261121T030000Z.rdb", 2),
+    ] {
+        app.batch_execute(&format!("UPDATE t SET v = {value}"))
+            .await
+            .unwrap();
+        let opts = BackupOptions {
+            output: dir.path().join(name),
+            recipients_file: None,
+        };
+        backup::backup(&c.target("app"), opts).await.unwrap();
+    }
+    drop(app);
+    c.create_db("restored").await;
+    let opts = RestoreOptions {
+        input: dir.path().to_path_buf(),
+        identity_file: None,
+    };
+    let r = backup::restore::restore(&c.target("restored"), opts)
+        .await
+        .unwrap();
+    assert!(
+        r.input.ends_with("backup-20261121T030000Z.rdb"),
+        "{}",
+        r.input
+    );
+    let v: i32 = c
+        .client("restored")
+        .await
+        .query_one("SELECT v FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 2, "the newest backup was restored");
+}

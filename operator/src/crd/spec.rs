@@ -147,6 +147,7 @@ pub struct StorageSpec {
     /// Size of each member's volume, e.g. `10Gi`. Fixed once the pair exists (StatefulSet
     /// volume claim templates cannot change).
     #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$"))]
     pub size: String,
     /// Storage class of the volumes; the cluster default when unset. Fixed once the pair exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,13 +62,14 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
     // A timestamped file name needs the date at run time: the member image's shell provides
     // it. The connection string and paths are positional parameters, never interpolated.
     let mut script =
-        r#"exec "$0" backup --source "$1" --output "$2/backup-$(date -u +%Y%m%dT%H%M%SZ).rdb" --report "$3""#
+        r#"exec "$0" backup --source "$1" --output "$2/backup-$(date -u +%Y%m%dT%H%M%SZ).rdb" --report "$3" --keep "$4""#
             .to_string();
     let mut args = vec![
         BIN.to_string(),
         source,
         dir.to_string(),
         TERMINATION_LOG.to_string(),
+        backup.retention.to_string(),
     ];
     if let Some(r) = &backup.encryption_recipients {
         volumes.push(Volume {
@@ -86,7 +87,7 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
             read_only: Some(true),
             ..VolumeMount::default()
         });
-        script.push_str(r#" --recipients-file "$4""#);
+        script.push_str(r#" --recipients-file "$5""#);
         args.push(format!("{KEYS_MOUNT}/{}", r.key));
     }
     let mut command = vec!["/bin/sh".to_string(), "-c".to_string(), script];
@@ -173,7 +174,9 @@ mod tests {
             "host=orca.clinic.svc port=5432 user=postgres dbname=receipts"
         );
         assert_eq!(cmd[5], "/backup/nightly");
-        assert_eq!(cmd[7], "/rdb/keys/recipients");
+        assert!(cmd[2].contains(r#"--keep "$4""#) && cmd[2].contains(r#"--recipients-file "$5""#));
+        assert_eq!(cmd[7], "7", "spec.backup.retention becomes --keep");
+        assert_eq!(cmd[8], "/rdb/keys/recipients");
         assert!(!cmd.join(" ").to_lowercase().contains("password"));
         assert!(main.env.clone().unwrap().iter().all(|e| e.value.is_none()));
         let claims: Vec<_> = pod

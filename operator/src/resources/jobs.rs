@@ -24,8 +24,8 @@ use super::pod::{
 };
 use super::secrets::{password_ref, PasswordRole};
 use super::{
-    data_claim_name, labels, member_host, owned_meta, OperatorConfig, DATA_MOUNT, DATA_VOLUME,
-    PGDATA,
+    data_claim_name, labels, member_host, owned_meta, quantity, OperatorConfig, DATA_MOUNT,
+    DATA_VOLUME, PGDATA,
 };
 use crate::crd::{annotation, BackupLocation, CheckMethod, Member, ReceiptDbPair, SecretKeyRef};
 use crate::pair::JobKind;
@@ -157,18 +157,23 @@ fn command(
     let mut vols = Vec::new();
     let mut push = |a: &[&str]| args.extend(a.iter().map(|s| s.to_string()));
     match kind {
-        JobKind::Initdb => push(&[
-            "--pgdata",
-            PGDATA,
-            "--database",
-            db,
-            "--port",
-            &pg.port.to_string(),
-            "--superuser",
-            &pg.superuser,
-            "--replication-user",
-            &pg.replication_user,
-        ]),
+        JobKind::Initdb => {
+            push(&[
+                "--pgdata",
+                PGDATA,
+                "--database",
+                db,
+                "--port",
+                &pg.port.to_string(),
+                "--superuser",
+                &pg.superuser,
+                "--replication-user",
+                &pg.replication_user,
+            ]);
+            if let Some(mb) = quantity::slot_wal_limit_mb(&pair.spec.storage.size) {
+                push(&["--set", &format!("max_slot_wal_keep_size={mb}MB")]);
+            }
+        }
         JobKind::Clone | JobKind::Rejoin => push(&[
             "--pgdata",
             PGDATA,
@@ -563,6 +568,8 @@ mod tests {
                 "postgres",
                 "--replication-user",
                 "replicator",
+                "--set",
+                "max_slot_wal_keep_size=2560MB",
                 "--report",
                 TERMINATION_LOG
             ]

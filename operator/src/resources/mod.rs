@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod labels;
 pub mod params;
 pub mod pod;
+pub mod quantity;
 pub mod secrets;
 pub mod services;
 pub mod statefulset;

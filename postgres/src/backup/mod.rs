@@ -7,6 +7,7 @@
 //! renamed into place only when complete, so a failed or interrupted backup never leaves a
 //! readable partial dump under the final name (runbook 003: mind permissions on dumps).
 
+pub mod files;
 pub mod format;
 pub mod keys;
 pub mod restore;
@@ -99,6 +100,10 @@ pub struct BackupArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// After writing, keep only this many scheduled backups (`backup-*.rdb`) in the output's
+    /// directory, deleting the oldest. Other files are never touched.
+    #[arg(long)]
+    pub keep: Option<usize>,
 }
 
 /// Run `backup`. Exit 0 written, 2 error.
@@ -132,6 +137,21 @@ pub async fn main(args: BackupArgs) -> ExitCode {
             }
             if let Some(path) = &args.report {
                 write_report_file(path, &r, &r.manifest);
+            }
+            if let Some(keep) = args.keep {
+                let dir = match Path::new(&r.output).parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                match files::prune(&dir, keep) {
+                    Ok(deleted) => {
+                        for f in deleted {
+                            println!("retention: deleted {}", f.display());
+                        }
+                    }
+                    // The backup itself is written: report the pruning failure, still succeed.
+                    Err(e) => eprintln!("retention: pruning {} failed: {e}", dir.display()),
+                }
             }
             ExitCode::SUCCESS
         }

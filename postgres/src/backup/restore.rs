@@ -54,7 +54,7 @@ pub enum RestoreError {
 /// Options of `restore`.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    /// The backup file.
+    /// The backup file, or a directory of scheduled backups (its newest is restored).
     pub input: PathBuf,
     /// age identity file, for encrypted backups.
     pub identity_file: Option<PathBuf>,
@@ -82,7 +82,8 @@ pub struct RestoreReport {
 /// `restore --input FILE --target B [--identity-file FILE]`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RestoreArgs {
-    /// The backup file.
+    /// The backup file, or a directory of scheduled backups (`backup-*.rdb`): its newest is
+    /// restored.
     #[arg(long)]
     pub input: PathBuf,
     /// libpq connection string naming the database to replace (no password in it).
@@ -157,8 +158,12 @@ fn preflight(
 }
 
 /// Restore a backup into `target`'s database. See the module documentation.
-pub async fn restore(target: &Target, opts: RestoreOptions) -> Result<RestoreReport, RestoreError> {
+pub async fn restore(
+    target: &Target,
+    mut opts: RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
+    opts.input = super::files::resolve_input(&opts.input).map_err(FormatError::Io)?;
     let ids = match &opts.identity_file {
         Some(p) => Some(keys::read_identities(p)?),
         None => None,
