@@ -23,7 +23,7 @@ pub fn bytes(quantity: &str) -> Option<u64> {
         _ => return None,
     };
     let value: f64 = number.parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| (value * factor as f64) as u64)
+    (value.is_finite() && value >= 0.0).then_some((value * factor as f64) as u64)
 }
 
 /// `max_slot_wal_keep_size` for a member volume of `storage` bytes: a quarter of it, in MB.
