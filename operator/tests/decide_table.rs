@@ -411,6 +411,50 @@ fn degrade_clears_the_promise_before_commits_stop_waiting() {
 }
 
 #[test]
+fn a_standby_the_operator_cannot_reach_is_degraded_after_the_delay() {
+    // The primary still lists the standby as streaming (its walsender has not timed out), but
+    // the standby's own probe fails: commits must stop waiting for it after delaySeconds.
+    let mut w = healthy_world(|_| {});
+    assert_eq!(w.status().synchronous_standby, Some(S));
+    w.node(S).partitioned = true;
+    let first = w.pass(None, false);
+    assert!(
+        !has(&first, |a| matches!(
+            a,
+            Action::SetSynchronousStandby { .. }
+        )),
+        "not before the delay"
+    );
+    let mut cleared_before_degrade = false;
+    let mut degraded = false;
+    for _ in 0..20 {
+        w.tick(500, true);
+        let promise_before = w.status().synchronous_standby;
+        let d = w.pass(None, false);
+        if has(&d, |a| {
+            *a == Action::SetSynchronousStandby {
+                on: P,
+                standby: None,
+            }
+        }) {
+            degraded = true;
+            cleared_before_degrade = promise_before.is_none();
+            break;
+        }
+    }
+    assert!(degraded, "commits stop waiting for an unreachable standby");
+    assert!(
+        cleared_before_degrade,
+        "the promise was withdrawn one pass before"
+    );
+    assert_eq!(
+        w.status().active_member,
+        Some(P),
+        "no failover for a standby problem"
+    );
+}
+
+#[test]
 fn stale_member_is_rejoined_from_the_authoritative_one_then_in_sync() {
     let mut w = healthy_world(|s| s.failover.failback = FailbackPolicy::Manual);
     w.crash(P);

@@ -7,6 +7,8 @@
 //! can therefore leave the promise unmade while it still holds, never made while it is broken.
 //! Failover in synchronous mode relies on it (see `failover.rs`).
 
+use std::time::Duration;
+
 use crate::crd::Member;
 
 use super::context::{Cx, FAST};
@@ -64,9 +66,21 @@ pub(crate) fn manage(cx: &mut Cx) {
     }
     let named = names(&p.synchronous_standby_names, standby);
     let lag = streaming_to(cx, active, standby);
+    // The primary's view alone is not enough: when the standby's node dies, its walsender keeps
+    // reporting it as streaming until `wal_sender_timeout`, and every commit waits that long.
+    // A standby whose own probe has failed for `failover.delaySeconds` counts as away. (Were it
+    // only cut off from the operator, degrading costs nothing: an unreachable standby could not
+    // be failed over to anyway.)
+    let delay = Duration::from_secs(u64::from(cx.spec().failover.delay_seconds));
+    let standby_down = cx
+        .member(standby)
+        .failing_since
+        .as_ref()
+        .is_some_and(|since| cx.since(since) >= delay);
     let wanted = cx.streaming()
         && cx.spec().replication.synchronous()
         && cx.may_serve(standby)
+        && !standby_down
         && match lag {
             Some(l) if named => l < u64::MAX, // streaming: keep it, however far behind
             Some(l) => l <= CAUGHT_UP_BYTES,

@@ -34,6 +34,10 @@ pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("max_replication_slots", "10"),
     ("wal_keep_size", "512MB"),
     ("restart_after_crash", "off"),
+    // A standby whose node vanished is noticed by its primary's walsender after this long
+    // (default 60 s); in synchronous mode commits wait for it until then or until the
+    // operator degrades to asynchronous commits, whichever comes first.
+    ("wal_sender_timeout", "10s"),
 ];
 
 /// Settings in `postgresql.auto.conf` that belong to one member and must not travel with a copy
