@@ -291,32 +291,25 @@ pub async fn main(args: CloneArgs) -> ExitCode {
         clone(&opts).await
     }
     .await;
-    let (rep, code) = match result {
-        Ok(rep) => (rep, ExitCode::SUCCESS),
-        Err(e) => (
-            CloneReport {
-                command: "clone",
-                ok: false,
-                pgdata: args.pgdata.display().to_string(),
-                application_name: args.application_name.clone(),
-                error: Some(e.to_string()),
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                ..Default::default()
-            },
-            ExitCode::from(2),
-        ),
-    };
-    let line = report::one_line(&rep);
-    report::write(args.report.as_deref(), &line);
-    if args.json {
-        println!("{line}");
-    } else if let Some(err) = &rep.error {
-        eprintln!("clone failed: {err}");
-    } else {
-        println!(
-            "clone: {} is now a standby of {} (slot {}, application_name {}) in {} ms",
-            rep.pgdata, rep.source, rep.slot, rep.application_name, rep.duration_ms
-        );
-    }
-    code
+    report::finish(
+        "clone",
+        result,
+        |error| CloneReport {
+            command: "clone",
+            ok: false,
+            pgdata: args.pgdata.display().to_string(),
+            application_name: args.application_name.clone(),
+            error: Some(error),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..Default::default()
+        },
+        args.report.as_deref(),
+        args.json,
+        |rep| {
+            println!(
+                "clone: {} is now a standby of {} (slot {}, application_name {}) in {} ms",
+                rep.pgdata, rep.source, rep.slot, rep.application_name, rep.duration_ms
+            )
+        },
+    )
 }

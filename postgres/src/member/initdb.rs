@@ -324,40 +324,35 @@ pub async fn main(args: InitdbArgs) -> ExitCode {
         initdb(&opts).await
     }
     .await;
-    let (rep, code) = match result {
-        Ok(rep) => (rep, ExitCode::SUCCESS),
-        Err(e) => (
-            InitdbReport {
-                command: "initdb",
-                ok: false,
-                initialized: false,
-                pgdata: args.pgdata.display().to_string(),
-                system_identifier: None,
-                database: None,
-                error: Some(e.to_string()),
-                duration_ms: elapsed(started),
-            },
-            ExitCode::from(2),
-        ),
-    };
-    let line = report::one_line(&rep);
-    report::write(args.report.as_deref(), &line);
-    if args.json {
-        println!("{line}");
-    } else if let Some(err) = &rep.error {
-        eprintln!("initdb failed: {err}");
-    } else if rep.initialized {
-        println!(
-            "initdb: initialized {} (system {}, database {:?}) in {} ms",
-            rep.pgdata,
-            rep.system_identifier.as_deref().unwrap_or("?"),
-            args.database,
-            rep.duration_ms
-        );
-    } else {
-        println!("initdb: {} is already initialized; left alone", rep.pgdata);
-    }
-    code
+    report::finish(
+        "initdb",
+        result,
+        |error| InitdbReport {
+            command: "initdb",
+            ok: false,
+            initialized: false,
+            pgdata: args.pgdata.display().to_string(),
+            system_identifier: None,
+            database: None,
+            error: Some(error),
+            duration_ms: elapsed(started),
+        },
+        args.report.as_deref(),
+        args.json,
+        |rep| {
+            if rep.initialized {
+                println!(
+                    "initdb: initialized {} (system {}, database {:?}) in {} ms",
+                    rep.pgdata,
+                    rep.system_identifier.as_deref().unwrap_or("?"),
+                    args.database,
+                    rep.duration_ms
+                );
+            } else {
+                println!("initdb: {} is already initialized; left alone", rep.pgdata);
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -567,45 +567,38 @@ pub async fn main(args: RejoinArgs) -> ExitCode {
         rejoin(&opts).await
     }
     .await;
-    let (rep, code) = match result {
-        Ok(rep) => (rep, ExitCode::SUCCESS),
-        Err(e) => (
-            RejoinReport {
-                command: "rejoin",
-                ok: false,
-                pgdata: args.pgdata.display().to_string(),
-                application_name: args.application_name.clone(),
-                error: Some(e.to_string()),
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                ..Default::default()
-            },
-            ExitCode::from(2),
-        ),
-    };
-    let line = report::one_line(&rep);
-    report::write(args.report.as_deref(), &line);
-    if args.json {
-        println!("{line}");
-    } else if let Some(err) = &rep.error {
-        eprintln!("rejoin failed: {err}");
-    } else {
-        let method = match rep.method {
-            Some(RejoinMethod::Rewind) => "rewind",
-            Some(RejoinMethod::Clone) => "clone",
-            _ => "none",
-        };
-        println!(
-            "rejoin: {} is a standby of {} (method {method}: {})",
-            rep.pgdata, rep.source, rep.reason
-        );
-        match (rep.lost.from, rep.lost.to) {
-            (Some(from), Some(to)) if rep.lost.bytes > 0 => println!(
-                "rejoin: discarded {} bytes of WAL the source never had: {from} .. {to} on timeline {}",
-                rep.lost.bytes,
-                rep.stale_timeline.unwrap_or(0)
-            ),
-            _ => println!("rejoin: nothing was lost (no WAL past the fork point)"),
-        }
-    }
-    code
+    report::finish(
+        "rejoin",
+        result,
+        |error| RejoinReport {
+            command: "rejoin",
+            ok: false,
+            pgdata: args.pgdata.display().to_string(),
+            application_name: args.application_name.clone(),
+            error: Some(error),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..Default::default()
+        },
+        args.report.as_deref(),
+        args.json,
+        |rep| {
+            let method = match rep.method {
+                Some(RejoinMethod::Rewind) => "rewind",
+                Some(RejoinMethod::Clone) => "clone",
+                _ => "none",
+            };
+            println!(
+                "rejoin: {} is a standby of {} (method {method}: {})",
+                rep.pgdata, rep.source, rep.reason
+            );
+            match (rep.lost.from, rep.lost.to) {
+                (Some(from), Some(to)) if rep.lost.bytes > 0 => println!(
+                    "rejoin: discarded {} bytes of WAL the source never had: {from} .. {to} on timeline {}",
+                    rep.lost.bytes,
+                    rep.stale_timeline.unwrap_or(0)
+                ),
+                _ => println!("rejoin: nothing was lost (no WAL past the fork point)"),
+            }
+        },
+    )
 }

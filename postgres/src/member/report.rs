@@ -3,6 +3,7 @@
 //! without reading logs.
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use serde_json::Value;
 
@@ -54,6 +55,41 @@ pub(crate) fn write(path: Option<&Path>, line: &str) {
         if let Err(e) = std::fs::write(path, format!("{line}\n")) {
             tracing::error!(path = %path.display(), error = %e, "cannot write the report file");
         }
+    }
+}
+
+/// How a member entrypoint (`initdb`, `clone`, `rejoin`) ends: the report of its result, or the
+/// one `failed` builds from the error text; the one-line JSON written to `--report FILE` and, with
+/// `--json`, to stdout; otherwise `print_ok`'s text, or "COMMAND failed: ERROR" on stderr. Exit 0
+/// on success, 2 on error.
+pub(crate) fn finish<R: serde::Serialize, E: std::fmt::Display>(
+    command: &str,
+    result: Result<R, E>,
+    failed: impl FnOnce(String) -> R,
+    report_path: Option<&Path>,
+    json: bool,
+    print_ok: impl FnOnce(&R),
+) -> ExitCode {
+    let (rep, error) = match result {
+        Ok(rep) => (rep, None),
+        Err(e) => {
+            let text = e.to_string();
+            (failed(text.clone()), Some(text))
+        }
+    };
+    let line = one_line(&rep);
+    write(report_path, &line);
+    if json {
+        println!("{line}");
+    } else if let Some(err) = &error {
+        eprintln!("{command} failed: {err}");
+    } else {
+        print_ok(&rep);
+    }
+    if error.is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
