@@ -247,6 +247,52 @@ fn failover_waits_for_the_delay_then_fences_before_promoting() {
 }
 
 #[test]
+fn failover_target_dying_mid_promotion_is_reported_and_resumed() {
+    let mut w = healthy_world(|s| s.failover.delay_seconds = 2);
+    w.crash(P);
+    w.pass(None, false);
+    w.tick(2100, false);
+    w.pass(None, false);
+    w.crash(S);
+    let mut warned = 0;
+    for _ in 0..30 {
+        w.tick(500, false);
+        let d = w.pass(None, false);
+        assert!(!has(&d, |a| matches!(a, Action::Promote { .. })));
+        assert_eq!(d.desired.as_ref().unwrap().service_selects, None);
+        assert_eq!(
+            d.status.operation.as_ref().unwrap().kind,
+            OperationKind::Failover
+        );
+        warned += d
+            .actions
+            .iter()
+            .filter(|a| {
+                matches!(a, Action::Event { warning: true, message, .. }
+                    if message.contains("stopped answering before its promotion"))
+            })
+            .count();
+    }
+    let ready = receiptdb_operator::pair::condition(&w.status(), condition::READY)
+        .cloned()
+        .unwrap();
+    assert!(
+        ready
+            .message
+            .contains("secondary stopped answering before its promotion"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(warned, 1, "one Event, not one per pass");
+    assert!(w.status().primary.fenced, "the old primary stays fenced");
+    w.repair(S);
+    assert!(w.run_until(20, |w| w.status().active_member == Some(S)
+        && w.status().operation.is_none()));
+    assert_eq!(w.service, Some(Some(S)));
+    assert_eq!(w.lost_on(S), 0);
+}
+
+#[test]
 fn partitioned_active_counts_as_failing() {
     let mut w = healthy_world(|_| {});
     w.node(P).partitioned = true;
@@ -353,6 +399,55 @@ fn async_failover_within_the_bound_records_data_at_risk() {
     assert!(w.run_until(30, |w| w.status().last_failover.is_some()));
     let lag = w.status().last_failover.unwrap().lag_bytes.unwrap();
     assert!(lag > 0 && lag <= 10_000, "{lag}");
+}
+
+#[test]
+fn async_in_sync_holds_within_the_lag_bound_and_needs_zero_lag_to_return() {
+    let mut w = healthy_world(|s| {
+        s.replication.synchronous = Some(false);
+        s.replication.max_lag_bytes = 1000;
+    });
+    w.replication_delay = 0;
+    for _ in 0..3 {
+        w.pass(None, false);
+        w.tick(500, false);
+    }
+    assert!(
+        is_true(&w.status(), condition::IN_SYNC),
+        "caught up at zero lag"
+    );
+    let since = w.status().in_sync_since;
+    // Steady writes: the standby trails by a few hundred bytes, within the bound.
+    w.replication_delay = 300;
+    for _ in 0..10 {
+        let d = w.pass(None, false);
+        assert!(
+            is_true(&d.status, condition::IN_SYNC),
+            "{:?}",
+            d.status.conditions
+        );
+        assert_eq!(d.status.in_sync_since, since, "no flapping");
+        w.tick(500, true);
+    }
+    assert!(w.status().secondary.lag_bytes.unwrap() > 0);
+    // Past the bound: not in sync.
+    w.replication_delay = 5000;
+    assert!(w.run_until(20, |w| !is_true(&w.status(), condition::IN_SYNC)));
+    assert!(w.status().in_sync_since.is_none());
+    // Back within the bound but never at zero lag: still not in sync.
+    w.replication_delay = 300;
+    for _ in 0..10 {
+        w.pass(None, false);
+        w.tick(500, true);
+    }
+    assert!(!is_true(&w.status(), condition::IN_SYNC));
+    // Zero lag again: in sync.
+    w.replication_delay = 0;
+    for _ in 0..3 {
+        w.pass(None, false);
+        w.tick(500, false);
+    }
+    assert!(is_true(&w.status(), condition::IN_SYNC));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Phase and conditions, computed from the decided status and the observation. Events are
 //! emitted here only for transitions of the Ready condition's reason.
 
-use crate::crd::{condition as cond, Member, OperationKind, Phase};
+use crate::crd::{condition as cond, Member, Operation, OperationKind, OperationStep, Phase};
 
 use super::bootstrap::BOTH_LOST;
 use super::checks::CHECK_ERROR;
@@ -29,8 +29,19 @@ fn in_sync(cx: &Cx) -> (bool, String) {
         Some(_) if cx.status.synchronous_standby == Some(n) => {
             (true, format!("{n} is the synchronous standby"))
         }
+        // Asynchronous: reaching zero lag proves the standby caught up; after that a lag
+        // within `replication.maxLagBytes` (the bound failover accepts) keeps it in sync, so
+        // the condition does not flap with every burst of writes.
+        Some(l) if cx.status.in_sync_since.is_some() && within_lag_budget(cx, l) => (
+            true,
+            format!("{n} streams {l} bytes behind (within replication.maxLagBytes)"),
+        ),
         Some(l) => (false, format!("{n} lags {l} bytes behind")),
     }
+}
+
+fn within_lag_budget(cx: &Cx, lag: u64) -> bool {
+    u64::try_from(cx.spec().replication.max_lag_bytes).is_ok_and(|max| lag <= max)
 }
 
 /// Set phase and conditions.
@@ -215,6 +226,46 @@ fn ready_message(cx: &Cx, phase: Phase) -> String {
             },
             None => "waiting for the first member to start".to_string(),
         },
+        Phase::FailingOver | Phase::SwitchingOver => match &cx.status.operation {
+            Some(op) => handover_progress(cx, op),
+            None => format!("{phase}: no member serves clients right now"),
+        },
         p => format!("{p}: no member serves clients right now"),
+    }
+}
+
+/// Where a failover or switchover stands while no member serves, naming what it waits for, so a
+/// handover that cannot finish (the member being promoted died too) is visible in `Ready`.
+fn handover_progress(cx: &Cx, op: &Operation) -> String {
+    let to = op.member;
+    let from = op.from.unwrap_or(to.other());
+    let what = match op.kind {
+        OperationKind::Failover => "failover",
+        _ => "switchover",
+    };
+    let down = |m: Member| {
+        cx.member(m)
+            .message
+            .clone()
+            .unwrap_or_else(|| "not answering".to_string())
+    };
+    match op.step {
+        OperationStep::Fencing => format!(
+            "{what} from {from} to {to}: waiting until {from} is confirmed down (scaled to 0 and \
+             not answering) before promoting {to}"
+        ),
+        OperationStep::WaitingForReplay => {
+            format!("{what} from {from} to {to}: waiting for {to} to replay all WAL")
+        }
+        OperationStep::Promoting if !cx.healthy(to) => format!(
+            "{what} from {from} to {to}: {to} stopped answering before its promotion ({}); \
+             waiting for it to return; {from} stays fenced so that two primaries never serve",
+            down(to)
+        ),
+        OperationStep::Promoting => format!("{what} from {from} to {to}: promoting {to}"),
+        OperationStep::Switching => {
+            format!("{what} from {from} to {to}: pointing the client Service at {to}")
+        }
+        step => format!("{what} from {from} to {to}: {step:?}"),
     }
 }
