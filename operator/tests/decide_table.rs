@@ -36,6 +36,23 @@ fn spec_error_changes_nothing_and_warns_once_per_message() {
 }
 
 #[test]
+fn a_missing_referenced_object_is_looked_for_again_soon() {
+    let w = healthy_world(|_| {});
+    let mut obs = w.observe();
+    obs.spec_error = Some(
+        "Secret \"app-superuser\" named in spec.postgres.superuserSecret does not exist".into(),
+    );
+    obs.spec_error_awaits_object = true;
+    let d = decide(&w.pair, &obs, w.now);
+    assert_eq!(d.desired, None, "nothing changes meanwhile");
+    assert_eq!(
+        d.requeue_after,
+        receiptdb_operator::pair::MISSING_OBJECT_REQUEUE
+    );
+    assert!(d.requeue_after.as_secs() <= 10);
+}
+
+#[test]
 fn bootstrap_runs_initdb_then_clone_then_serves_primary() {
     let mut w = World::new(pair(|_| {}));
     let d = w.pass(None, false);

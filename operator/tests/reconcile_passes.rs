@@ -475,6 +475,10 @@ async fn a_missing_referenced_secret_is_a_spec_error_that_changes_nothing() {
     let obs = observe(&e.pair().await, &e.ctx).await.unwrap();
     let why = obs.observation.spec_error.clone().expect("spec error");
     assert!(why.contains("not-there"), "{why}");
+    assert!(
+        obs.observation.spec_error_awaits_object,
+        "looked for again soon"
+    );
     e.pass().await.unwrap();
     assert!(
         e.sts(Member::Primary).await.is_none(),
@@ -500,6 +504,7 @@ async fn an_operator_owned_parameter_is_a_spec_error() {
         .insert("wal_level".into(), "minimal".into());
     let e = env_with(spec, vec![]).await;
     let obs = observe(&e.pair().await, &e.ctx).await.unwrap();
+    assert!(!obs.observation.spec_error_awaits_object);
     assert!(obs.observation.spec_error.unwrap().contains("wal_level"));
 }
 

@@ -87,6 +87,7 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
     // Passwords: referenced Secrets must exist; generated ones are created by act.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let mut out = Observed::default();
+    let mut awaits_object = false;
     for role in PasswordRole::ALL {
         let r = password_ref(pair, role);
         let found = secrets
@@ -94,6 +95,7 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
             .await
             .map_err(Error::kube(format!("reading Secret {}", r.name)))?;
         let password = found.as_ref().and_then(|s| password_in(s, &r.key));
+        awaits_object |= password.is_none() && !generated(pair, role);
         match (&found, &password, generated(pair, role)) {
             (None, _, true) => out.missing_generated.push(role),
             (None, _, false) => spec_errors.push(format!(
@@ -117,6 +119,7 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
     let mut obs = Observation {
         generation: pair.metadata.generation.unwrap_or(0),
         spec_error: (!spec_errors.is_empty()).then(|| spec_errors.join("; ")),
+        spec_error_awaits_object: awaits_object,
         requests: requests(pair),
         ..Observation::default()
     };

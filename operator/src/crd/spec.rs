@@ -99,7 +99,9 @@ pub struct PostgresSpec {
     #[schemars(length(min = 1, max = 63))]
     pub replication_user: String,
     /// Secret holding the superuser's password. When unset, the operator creates
-    /// `<pair>-superuser` with a random password (never logged).
+    /// `<pair>-superuser` with a random password (never logged). A referenced Secret that does
+    /// not exist yet is looked for every 10 s; labelled `receiptdb.io/pair: <pair name>`, it is
+    /// noticed at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superuser_secret: Option<SecretKeyRef>,
     /// Secret holding the replication role's password. When unset, the operator creates

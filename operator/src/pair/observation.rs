@@ -12,6 +12,11 @@ pub struct Observation {
     /// A spec problem the schema could not catch (e.g. a referenced Secret is missing or lacks
     /// the key). When set, decide changes nothing and reports `Ready=False`.
     pub spec_error: Option<String>,
+    /// The spec error is (also) a referenced object that is missing or lacks its key, e.g. a
+    /// Secret applied after the pair, as GitOps tools may do. Creating it changes nothing the
+    /// operator watches unless it carries the pair's label, so the pair is looked at again
+    /// after [`super::MISSING_OBJECT_REQUEUE`] rather than waiting for a spec change.
+    pub spec_error_awaits_object: bool,
     /// The `primary` member.
     pub primary: MemberObservation,
     /// The `secondary` member.

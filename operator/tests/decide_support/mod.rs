@@ -182,6 +182,7 @@ impl World {
         Observation {
             generation: 1,
             spec_error: None,
+            spec_error_awaits_object: false,
             primary: member(Member::Primary),
             secondary: member(Member::Secondary),
             service_selects: self.service,
