@@ -83,9 +83,9 @@ impl ControllerLoop {
             loop {
                 let pause = match api.get_opt(&cfg.pair).await {
                     Ok(Some(pair)) => match reconcile_once(Arc::new(pair), ctx.clone()).await {
-                        Ok(action) => {
+                        Ok(requeue) => {
                             last_error = None;
-                            requeue_after(&action).unwrap_or(cfg.max_requeue)
+                            requeue.unwrap_or(cfg.max_requeue)
                         }
                         Err(e) => {
                             let text = e.to_string();
@@ -137,46 +137,5 @@ impl ControllerLoop {
 impl Drop for ControllerLoop {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// The pause an `Action` asks for. kube-runtime keeps it private; its `Debug` form is
-/// `Action { requeue_after: Some(1.5s) }`.
-pub fn requeue_after(action: &kube::runtime::controller::Action) -> Option<Duration> {
-    let text = format!("{action:?}");
-    let inner = text.split("Some(").nth(1)?.split(')').next()?;
-    parse_debug_duration(inner)
-}
-
-/// Parse `Duration`'s `Debug` form (`1.5s`, `200ms`, `10µs`, `3ns`).
-pub fn parse_debug_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => v,
-        "ms" => v / 1e3,
-        "µs" | "us" => v / 1e6,
-        "ns" => v / 1e9,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requeue_is_read_from_the_action() {
-        let a = kube::runtime::controller::Action::requeue(Duration::from_millis(1500));
-        assert_eq!(requeue_after(&a), Some(Duration::from_millis(1500)));
-        let a = kube::runtime::controller::Action::requeue(Duration::from_millis(200));
-        assert_eq!(requeue_after(&a), Some(Duration::from_millis(200)));
-        assert_eq!(
-            requeue_after(&kube::runtime::controller::Action::await_change()),
-            None
-        );
     }
 }

@@ -16,7 +16,8 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as ControllerAction;
 use kube::{Client, ResourceExt};
 use receiptdb_operator::controller::{
-    error_policy, observe::observe, reconcile_once, Context, Error, MemberClient, MemberTarget,
+    error_policy, observe::observe, reconcile_once, retry_delay, Context, Error, MemberClient,
+    MemberTarget,
 };
 use receiptdb_operator::crd::{condition, Member, ReceiptDbPair, ReceiptDbPairSpec, SecretKeyRef};
 use receiptdb_operator::pair::{JobKind, JobState, ServerProbe, StandbyObservation};
@@ -157,7 +158,7 @@ impl Env {
         pairs(&self.client).get("orca").await.unwrap()
     }
 
-    async fn pass(&self) -> Result<ControllerAction, Error> {
+    async fn pass(&self) -> Result<Option<Duration>, Error> {
         reconcile_once(Arc::new(self.pair().await), self.ctx.clone()).await
     }
 
@@ -617,38 +618,21 @@ async fn error_policy_waits_on_spec_errors_and_backs_off_otherwise() {
     let pair = Arc::new(e.pair().await);
     let spec = error_policy(pair.clone(), &Error::Spec("bad".into()), e.ctx.clone());
     assert_eq!(spec, ControllerAction::requeue(Duration::from_secs(300)));
+    assert_eq!(
+        retry_delay(&pair, &Error::Spec("bad".into()), &e.ctx),
+        Duration::from_secs(300)
+    );
     let transient = || Error::Member {
         action: "promote",
         member: Member::Secondary,
         message: "timeout".into(),
     };
-    let first = error_policy(pair.clone(), &transient(), e.ctx.clone());
-    let mut last = first.clone();
+    let first = retry_delay(&pair, &transient(), &e.ctx);
+    let mut last = first;
     for _ in 0..5 {
-        last = error_policy(pair.clone(), &transient(), e.ctx.clone());
+        last = retry_delay(&pair, &transient(), &e.ctx);
     }
-    let (a, b) = (requeue_secs(&first), requeue_secs(&last));
+    let (a, b) = (first.as_secs_f64(), last.as_secs_f64());
     assert!((0.5..=1.0).contains(&a), "first retry after {a} s");
     assert!((16.0..=32.0).contains(&b), "sixth retry after {b} s");
-}
-
-/// The requeue delay of a controller Action, in seconds (it has no accessor; read its Debug).
-fn requeue_secs(a: &ControllerAction) -> f64 {
-    let text = format!("{a:?}");
-    let inner = text
-        .split("Some(")
-        .nth(1)
-        .and_then(|t| t.split(')').next())
-        .unwrap_or_default()
-        .to_string();
-    let (num, scale) = if let Some(n) = inner.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = inner.strip_suffix("µs") {
-        (n, 1e-6)
-    } else if let Some(n) = inner.strip_suffix("ns") {
-        (n, 1e-9)
-    } else {
-        (inner.strip_suffix('s').unwrap_or_default(), 1.0)
-    };
-    num.parse::<f64>().unwrap_or(f64::NAN) * scale
 }

@@ -91,18 +91,23 @@ fn key(pair: &ReceiptDbPair) -> String {
 
 /// The controller's error policy (see the module doc).
 pub fn error_policy(pair: Arc<ReceiptDbPair>, error: &Error, ctx: Arc<Context>) -> Action {
+    Action::requeue(retry_delay(&pair, error, &ctx))
+}
+
+/// How long after a failed pass the pair is looked at again; counts the pair's failures.
+pub fn retry_delay(pair: &ReceiptDbPair, error: &Error, ctx: &Context) -> Duration {
     if error.is_spec_error() {
-        return Action::requeue(SPEC_ERROR_REQUEUE);
+        return SPEC_ERROR_REQUEUE;
     }
     let n = match ctx.failures.lock() {
         Ok(mut m) => {
-            let n = m.entry(key(&pair)).or_insert(0);
+            let n = m.entry(key(pair)).or_insert(0);
             *n = n.saturating_add(1);
             *n
         }
         Err(_) => 1,
     };
-    Action::requeue(backoff(n, rand::rng().random_range(0.5..=1.0)))
+    backoff(n, rand::rng().random_range(0.5..=1.0))
 }
 
 /// Forget a pair's failures after a successful pass.

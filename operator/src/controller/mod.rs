@@ -28,7 +28,7 @@ use kube::runtime::{watcher, Controller};
 use kube::{Client, ResourceExt};
 
 pub use context::{AddressResolver, Context, MemberClient, MemberTarget, ServiceDns};
-pub use error::{error_policy, Error};
+pub use error::{error_policy, retry_delay, Error};
 pub use postgres_members::{server_probe, PostgresMembers};
 pub use reconcile::{reconcile, reconcile_once};
 

@@ -8,6 +8,7 @@
 //! way for a stuck operator to block deleting the pair.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
@@ -25,9 +26,14 @@ use crate::pair;
 /// Order matters: status is written last, only after every action succeeded, so status never
 /// claims a step that did not happen; a failed action leaves the old status, and the next pass
 /// decides again from it and from what it then observes.
-pub async fn reconcile_once(pair: Arc<ReceiptDbPair>, ctx: Arc<Context>) -> Result<Action, Error> {
+///
+/// Returns when to look at the pair again without a change (`None`: only on a change).
+pub async fn reconcile_once(
+    pair: Arc<ReceiptDbPair>,
+    ctx: Arc<Context>,
+) -> Result<Option<Duration>, Error> {
     if pair.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let observed = observe::observe(&pair, &ctx).await?;
     let now = ctx.now();
@@ -43,7 +49,7 @@ pub async fn reconcile_once(pair: Arc<ReceiptDbPair>, ctx: Arc<Context>) -> Resu
         ctx.metrics.failover();
     }
     status::write_if_changed(&pair, &decision.status, &ctx).await?;
-    Ok(Action::requeue(decision.requeue_after))
+    Ok(Some(decision.requeue_after))
 }
 
 /// The Controller's reconciler: [`reconcile_once`] with metrics, a span, and errors reported
@@ -58,7 +64,7 @@ pub async fn reconcile(pair: Arc<ReceiptDbPair>, ctx: Arc<Context>) -> Result<Ac
             Ok(_) => reset_failures(&pair, &ctx),
             Err(e) => report_error(&pair, e, &ctx).await,
         }
-        result
+        result.map(|requeue| requeue.map_or_else(Action::await_change, Action::requeue))
     }
     .instrument(span)
     .await
