@@ -787,3 +787,74 @@ fn deciding_twice_gives_the_same_decision() {
         w.tick(700, false);
     }
 }
+
+#[test]
+fn a_backup_outcome_is_recorded_once_and_older_ones_are_ignored() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use receiptdb_operator::pair::FinishedBackup;
+    let mut w = healthy_world(|_| {});
+    let events = |d: &receiptdb_operator::pair::Decision, reason: &str| {
+        d.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Event { reason: r, .. } if *r == reason))
+            .count()
+    };
+    let mut obs = w.observe();
+    let at = w.now;
+    obs.last_backup_job = Some(FinishedBackup {
+        name: "orca-backup-1".into(),
+        finished: Time(at),
+        succeeded: true,
+        report: Some(
+            serde_json::json!({"output": "/backup/b.rdb", "file_bytes": 10,
+            "manifest": {"snapshot_lsn": "0/1", "encrypted": false}}),
+        ),
+    });
+    let d = decide(&w.pair, &obs, w.now);
+    assert_eq!(events(&d, "BackupSucceeded"), 1);
+    let b = d.status.last_backup.clone().unwrap();
+    assert!(
+        b.succeeded && b.message.contains("not encrypted"),
+        "{}",
+        b.message
+    );
+    assert!(is_true(&d.status, condition::BACKUP_SUCCEEDED));
+    w.pair.status = Some(d.status);
+    let again = decide(&w.pair, &obs, w.now);
+    assert_eq!(
+        events(&again, "BackupSucceeded"),
+        0,
+        "the same outcome: no second Event"
+    );
+    assert_eq!(again.status.last_backup, Some(b.clone()));
+
+    // An older failed Job (history) does not replace the newer success.
+    obs.last_backup_job = Some(FinishedBackup {
+        name: "orca-backup-0".into(),
+        finished: Time(at - jiff::SignedDuration::from_hours(24)),
+        succeeded: false,
+        report: Some(serde_json::Value::String("boom".into())),
+    });
+    let old = decide(&w.pair, &obs, w.now);
+    assert_eq!(old.status.last_backup, Some(b));
+    assert_eq!(events(&old, "BackupFailed"), 0);
+
+    // A newer failure: Warning Event, condition False, the raw message kept.
+    obs.last_backup_job = Some(FinishedBackup {
+        name: "orca-backup-2".into(),
+        finished: Time(at + jiff::SignedDuration::from_hours(24)),
+        succeeded: false,
+        report: Some(serde_json::Value::String(
+            "pg_dump: error: connection refused".into(),
+        )),
+    });
+    let failed = decide(&w.pair, &obs, w.now);
+    assert_eq!(events(&failed, "BackupFailed"), 1);
+    let b = failed.status.last_backup.clone().unwrap();
+    assert!(
+        !b.succeeded && b.message.contains("connection refused"),
+        "{}",
+        b.message
+    );
+    assert!(!is_true(&failed.status, condition::BACKUP_SUCCEEDED));
+}

@@ -19,7 +19,9 @@ use receiptdb_operator::controller::{
     error_policy, observe::observe, reconcile_once, retry_delay, Context, Error, MemberClient,
     MemberTarget,
 };
-use receiptdb_operator::crd::{condition, Member, ReceiptDbPair, ReceiptDbPairSpec, SecretKeyRef};
+use receiptdb_operator::crd::{
+    condition, BackupLocation, Member, PvcLocation, ReceiptDbPair, ReceiptDbPairSpec, SecretKeyRef,
+};
 use receiptdb_operator::pair::{JobKind, JobState, ServerProbe, StandbyObservation};
 use serde_json::json;
 
@@ -544,6 +546,127 @@ async fn job_reports_come_from_termination_messages() {
     );
     assert_eq!(obs.next_attempt(JobKind::Clone, Member::Secondary), 2);
     assert_eq!(obs.next_attempt(JobKind::Initdb, Member::Primary), 1);
+}
+
+/// A Job of the backup CronJob, as the CronJob controller would create it, finished with
+/// `report` in its pod's termination message (the pod labelled by the Job controller only).
+async fn finished_backup_job(e: &Env, name: &str, at: &str, ok: bool, report: serde_json::Value) {
+    let mut spec = ReceiptDbPairSpec::default();
+    spec.backup.schedule = Some("0 3 * * *".into());
+    spec.backup.target = Some(BackupLocation {
+        pvc: Some(PvcLocation {
+            claim_name: "backups".into(),
+            path: "nightly".into(),
+        }),
+        s3: None,
+    });
+    let mut pair = e.pair().await;
+    pair.spec = spec;
+    let cron = receiptdb_operator::resources::cronjob::backup_cronjob(&pair, &e.ctx.config)
+        .expect("a CronJob for a scheduled PVC backup");
+    let template = cron.spec.unwrap().job_template;
+    let job = Job {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            labels: template.metadata.unwrap().labels,
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    };
+    let jobs: Api<Job> = Api::namespaced(e.client.clone(), NS);
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let (cond, count) = if ok {
+        ("Complete", json!({"succeeded": 1, "completionTime": at}))
+    } else {
+        ("Failed", json!({"failed": 1}))
+    };
+    let mut status = json!({"status": count});
+    status["status"]["conditions"] =
+        json!([{"type": cond, "status": "True", "lastTransitionTime": at}]);
+    jobs.patch(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let mut labels = template
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    labels.insert("batch.kubernetes.io/job-name".into(), name.into());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-x1"), "namespace": NS, "labels": labels},
+        "spec": {"containers": [{"name": "job", "image": "pg"}]},
+        "status": {"phase": if ok { "Succeeded" } else { "Failed" }, "containerStatuses": [{
+            "name": "job", "image": "pg", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": if ok { 0 } else { 2 }, "finishedAt": at,
+                "message": report.to_string()}}}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(e.client.clone(), NS)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn scheduled_backups_become_last_backup_and_its_condition() {
+    let e = env().await;
+    e.pass().await.unwrap();
+    let report = json!({"output": "/backup/nightly/backup-20261121T030000Z.rdb",
+        "file_bytes": 123456, "duration_ms": 900,
+        "manifest": {"snapshot_lsn": "0/3000148", "encrypted": true}});
+    finished_backup_job(
+        &e,
+        "orca-backup-29400000",
+        "2026-11-21T03:00:05Z",
+        true,
+        report,
+    )
+    .await;
+    e.pass().await.unwrap();
+    let status = e.pair().await.status.unwrap();
+    let b = status.last_backup.clone().expect("lastBackup recorded");
+    assert!(b.succeeded);
+    assert_eq!(
+        b.file.as_deref(),
+        Some("/backup/nightly/backup-20261121T030000Z.rdb")
+    );
+    assert_eq!(b.size_bytes, Some(123456));
+    assert_eq!(b.time.0.to_string(), "2026-11-21T03:00:05Z");
+    assert!(
+        b.message.contains("LSN 0/3000148") && b.message.contains(", encrypted"),
+        "{}",
+        b.message
+    );
+    let cond = |s: &receiptdb_operator::crd::ReceiptDbPairStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == condition::BACKUP_SUCCEEDED)
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(cond(&status).as_deref(), Some("True"));
+
+    // A later failed run: the condition turns False with the Job's error.
+    let failure = json!({"ok": false, "error": "backup failed: cannot connect"});
+    finished_backup_job(
+        &e,
+        "orca-backup-29400060",
+        "2026-11-22T03:00:02Z",
+        false,
+        failure,
+    )
+    .await;
+    e.pass().await.unwrap();
+    let status = e.pair().await.status.unwrap();
+    let b = status.last_backup.clone().unwrap();
+    assert!(!b.succeeded);
+    assert_eq!((b.file, b.size_bytes), (None, None));
+    assert!(b.message.contains("cannot connect"), "{}", b.message);
+    assert_eq!(cond(&status).as_deref(), Some("False"));
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use receiptdb_postgres::member::Secret as Password;
@@ -16,7 +17,8 @@ use super::context::{Context, MemberTarget};
 use super::error::Error;
 use crate::crd::{annotation, Member, ReceiptDbPair};
 use crate::pair::{
-    JobKind, JobObservation, JobState, Observation, PodObservation, Requests, SyncRequest,
+    FinishedBackup, JobKind, JobObservation, JobState, Observation, PodObservation, Requests,
+    SyncRequest,
 };
 use crate::resources::secrets::{generated, password_in, password_ref, PasswordRole};
 use crate::resources::{labels, params, services};
@@ -170,11 +172,13 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
         .map(|s| services::selected_member(&s));
 
     let jobs: Api<Job> = Api::namespaced(client, &ns);
-    let mut found: Vec<(JobObservation, u32)> = jobs
+    let job_list = jobs
         .list(&selector)
         .await
         .map_err(Error::kube("listing Jobs"))?
-        .items
+        .items;
+    obs.last_backup_job = last_scheduled_backup(&job_list, &pod_list);
+    let mut found: Vec<(JobObservation, u32)> = job_list
         .iter()
         .filter_map(|j| job_observation(j, &pod_list))
         .collect();
@@ -294,6 +298,49 @@ fn job_observation(job: &Job, pods: &[Pod]) -> Option<(JobObservation, u32)> {
     ))
 }
 
+/// The newest finished Job of the backup CronJob: labelled `backup` and, unlike the Jobs the
+/// operator creates itself, with no member (it reaches the active one through the Service).
+fn last_scheduled_backup(jobs: &[Job], pods: &[Pod]) -> Option<FinishedBackup> {
+    jobs.iter()
+        .filter(|j| {
+            let l = j.labels();
+            l.get(labels::JOB).map(String::as_str) == Some(JobKind::Backup.as_str())
+                && !l.contains_key(labels::MEMBER)
+        })
+        .filter_map(|j| {
+            let succeeded = match job_state(j) {
+                JobState::Running => return None,
+                s => s == JobState::Succeeded,
+            };
+            let name = j.name_any();
+            Some(FinishedBackup {
+                finished: finished_at(j)?,
+                succeeded,
+                report: termination_report(&name, pods),
+                name,
+            })
+        })
+        .max_by(|a, b| a.finished.0.cmp(&b.finished.0))
+}
+
+/// When a finished Job ended: its completion time, else when its final condition was set, else
+/// when it was created.
+fn finished_at(job: &Job) -> Option<Time> {
+    let st = job.status.as_ref();
+    st.and_then(|s| s.completion_time.clone())
+        .or_else(|| {
+            st.and_then(|s| s.conditions.as_ref())?
+                .iter()
+                .filter(|c| (c.type_ == "Failed" || c.type_ == "Complete") && c.status == "True")
+                .filter_map(|c| c.last_transition_time.clone())
+                .max_by(|a, b| a.0.cmp(&b.0))
+        })
+        .or_else(|| job.metadata.creation_timestamp.clone())
+}
+
+/// The label the Job controller puts on a Job's pods.
+const K8S_JOB_NAME: &str = "batch.kubernetes.io/job-name";
+
 /// Succeeded or Failed from the Job's conditions (or counts, for API implementations that
 /// only fill those in), else Running.
 pub fn job_state(job: &Job) -> JobState {
@@ -316,9 +363,18 @@ pub fn job_state(job: &Job) -> JobState {
 
 /// The entrypoint's JSON report from the termination message of the Job's newest finished
 /// pod; a message that is not JSON is kept as a string (it is the error text).
+///
+/// A Job's pods are found by the operator's own label or, for the CronJob's Jobs whose names
+/// the CronJob chooses, by the label the Job controller sets (`batch.kubernetes.io/job-name`).
 fn termination_report(job_name: &str, pods: &[Pod]) -> Option<serde_json::Value> {
+    let of_job = |p: &&Pod| {
+        let l = p.labels();
+        [labels::JOB_NAME, K8S_JOB_NAME]
+            .iter()
+            .any(|k| l.get(*k).map(String::as_str) == Some(job_name))
+    };
     pods.iter()
-        .filter(|p| p.labels().get(labels::JOB_NAME).map(String::as_str) == Some(job_name))
+        .filter(of_job)
         .filter_map(|p| {
             p.status
                 .as_ref()?

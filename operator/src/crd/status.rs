@@ -49,7 +49,7 @@ pub struct ReceiptDbPairStatus {
     /// The most recent re-alignment of a member (rejoin or sync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<SyncRecord>,
-    /// The most recent backup.
+    /// The outcome of the newest finished scheduled backup (a Job of the backup CronJob).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<BackupRecord>,
     /// The most recent consistency check.

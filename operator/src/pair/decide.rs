@@ -22,8 +22,8 @@ use crate::crd::{annotation, OperationKind, ReceiptDbPair, ServerRole};
 use super::context::{Cx, FAST};
 use super::failover::{self, Verdict};
 use super::{
-    bootstrap, checks, desired, health, jobs, phase, promotion, realign, requests, spec_error,
-    switchover, synchronous,
+    backups, bootstrap, checks, desired, health, jobs, phase, promotion, realign, requests,
+    spec_error, switchover, synchronous,
 };
 use super::{Action, Decision, Observation};
 
@@ -38,6 +38,7 @@ pub fn decide(pair: &ReceiptDbPair, obs: &Observation, now: Timestamp) -> Decisi
     }
     health::observe(&mut cx);
     synchronous::observe(&mut cx);
+    backups::record(&mut cx);
     if pair.spec.maintenance.paused {
         return paused(cx);
     }

@@ -10,6 +10,7 @@
 //!
 //! "When do we fail over" is answered in one place: [`failover`](self::failover) (module docs).
 
+mod backups;
 mod bootstrap;
 mod checks;
 mod conditions;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use crate::crd::Member;
 
 /// Everything observed about one pair in one reconcile pass.
@@ -28,6 +30,21 @@ pub struct Observation {
     pub jobs: Vec<JobObservation>,
     /// One-shot requests found in the pair's annotations.
     pub requests: Requests,
+    /// The newest finished Job of the scheduled backup (the CronJob's), if any.
+    pub last_backup_job: Option<FinishedBackup>,
+}
+
+/// A finished Job of the scheduled backup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedBackup {
+    /// The Job's name.
+    pub name: String,
+    /// When it finished (completion time, or when it was marked failed).
+    pub finished: Time,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+    /// The `backup` entrypoint's JSON report, from the pod's termination message.
+    pub report: Option<serde_json::Value>,
 }
 
 impl Observation {

@@ -2,8 +2,10 @@
 //! which always points at the active (authoritative, serving) member; when it selects nothing
 //! the backup fails and says so, rather than dumping a stale member.
 //!
-//! TODO: retention (`spec.backup.retention`) is not enforced yet, and S3 targets are refused as
-//! a spec error until the backup entrypoint can upload.
+//! Retention: each run keeps the newest `spec.backup.retention` scheduled backups in its
+//! directory (`backup --keep`). The outcome of the newest finished run becomes
+//! `status.lastBackup` (`pair/backups.rs`). S3 targets are refused as a spec error until the
+//! backup entrypoint can upload.
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{

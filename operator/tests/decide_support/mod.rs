@@ -188,6 +188,7 @@ impl World {
             service_selects: self.service,
             jobs: self.jobs.clone(),
             requests: self.requests.clone(),
+            last_backup_job: None,
         }
     }
 
