@@ -226,15 +226,26 @@ impl Env {
             .unwrap()
             .labels
             .unwrap();
+        let pod = format!("{}-x1", job.name_any());
+        self.ended_job_pod(&pod, labels, true, "2025-01-01T00:00:00Z", &report)
+            .await;
+    }
+
+    /// Play the kubelet: a Job's pod that ended, its report in the termination message.
+    async fn ended_job_pod(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        ok: bool,
+        at: &str,
+        report: &serde_json::Value,
+    ) {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": format!("{}-x1", job.name_any()), "namespace": NS,
-                         "labels": labels},
+            "metadata": {"name": name, "namespace": NS, "labels": labels},
             "spec": {"containers": [{"name": "job", "image": "pg"}]},
-            "status": {"phase": "Succeeded", "containerStatuses": [{
-                "name": "job", "image": "pg", "imageID": "", "ready": false,
-                "restartCount": 0,
-                "state": {"terminated": {"exitCode": 0,
-                    "finishedAt": "2025-01-01T00:00:00Z",
+            "status": {"phase": if ok { "Succeeded" } else { "Failed" }, "containerStatuses": [{
+                "name": "job", "image": "pg", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": if ok { 0 } else { 2 }, "finishedAt": at,
                     "message": report.to_string()}}}]}
         }))
         .unwrap();
@@ -597,19 +608,8 @@ async fn finished_backup_job(e: &Env, name: &str, at: &str, ok: bool, report: se
         .labels
         .unwrap();
     labels.insert("batch.kubernetes.io/job-name".into(), name.into());
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": format!("{name}-x1"), "namespace": NS, "labels": labels},
-        "spec": {"containers": [{"name": "job", "image": "pg"}]},
-        "status": {"phase": if ok { "Succeeded" } else { "Failed" }, "containerStatuses": [{
-            "name": "job", "image": "pg", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": if ok { 0 } else { 2 }, "finishedAt": at,
-                "message": report.to_string()}}}]}
-    }))
-    .unwrap();
-    Api::<Pod>::namespaced(e.client.clone(), NS)
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap();
+    e.ended_job_pod(&format!("{name}-x1"), labels, ok, at, &report)
+        .await;
 }
 
 #[tokio::test]

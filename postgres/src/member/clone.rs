@@ -212,12 +212,14 @@ pub async fn clone(opts: &CloneOptions) -> Result<CloneReport, MemberError> {
     })
 }
 
-/// `receiptdb-operator clone`: see `docs/job-interface.md`. The source's password comes from
-/// `PGPASSWORD` or the passfile; the replication password from `RECEIPTDB_REPLICATION_PASSWORD`
-/// (or a passfile entry for the `replication` database).
+/// The arguments of `receiptdb-operator clone` and `rejoin` (see `docs/job-interface.md`):
+/// both make a data directory a standby of the authoritative member. The source's password
+/// comes from `PGPASSWORD` or the passfile; the replication password from
+/// `RECEIPTDB_REPLICATION_PASSWORD` (or a passfile entry for the `replication` database).
 #[derive(Debug, Clone, clap::Args)]
-pub struct CloneArgs {
-    /// The data directory to create (missing or empty).
+pub struct StandbyArgs {
+    /// The member's data directory: for clone, to create (missing or empty); for rejoin, the
+    /// stale member's (its server stopped).
     #[arg(long, env = "PGDATA")]
     pub pgdata: PathBuf,
     /// libpq connection string of the authoritative member, as a superuser (no password in it).
@@ -245,22 +247,27 @@ pub struct CloneArgs {
     pub json: bool,
 }
 
+/// `receiptdb-operator clone`.
+pub type CloneArgs = StandbyArgs;
+
 /// Build [`CloneOptions`] from arguments and the environment.
-pub(crate) fn options_from_args(
-    pgdata: &std::path::Path,
-    source: &str,
-    slot: Option<&str>,
-    port: u16,
-    replication_user: &str,
-    application_name: &str,
-    no_sync: bool,
-) -> Result<CloneOptions, MemberError> {
-    let source = Target::parse(source)?;
+pub(crate) fn options_from_args(args: &StandbyArgs) -> Result<CloneOptions, MemberError> {
+    let StandbyArgs {
+        pgdata,
+        slot,
+        port,
+        replication_user,
+        application_name,
+        no_sync,
+        ..
+    } = args;
+    let (port, no_sync) = (*port, *no_sync);
+    let source = Target::parse(&args.source)?;
     let (host, src_port) = host_port(&source);
     Ok(CloneOptions {
         pgdata: pgdata.to_path_buf(),
         slot: slot
-            .map(str::to_string)
+            .clone()
             .unwrap_or_else(|| slot_name_for(application_name)),
         port,
         replication_user: replication_user.to_string(),
@@ -279,15 +286,7 @@ pub(crate) fn options_from_args(
 pub async fn main(args: CloneArgs) -> ExitCode {
     let started = Instant::now();
     let result = async {
-        let opts = options_from_args(
-            &args.pgdata,
-            &args.source,
-            args.slot.as_deref(),
-            args.port,
-            &args.replication_user,
-            &args.application_name,
-            args.no_sync,
-        )?;
+        let opts = options_from_args(&args)?;
         clone(&opts).await
     }
     .await;

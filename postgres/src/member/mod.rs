@@ -23,7 +23,7 @@ pub mod rejoin;
 
 use std::path::PathBuf;
 
-pub use clone::{clone, CloneArgs, CloneOptions, CloneReport};
+pub use clone::{clone, CloneArgs, CloneOptions, CloneReport, StandbyArgs};
 pub use conf::{passfile_path, DEFAULT_SETTINGS};
 pub use controldata::ControlData;
 pub use initdb::{initdb, InitdbArgs, InitdbOptions, InitdbReport};

@@ -2,7 +2,7 @@
 //! of the authoritative member: pg_rewind when it can work, a fresh clone when not, and first a
 //! report of what the stale member had that the authoritative one lacks.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -521,49 +521,13 @@ async fn clone_fallback(
 }
 
 /// `receiptdb-operator rejoin`: see `docs/job-interface.md`. Passwords as for `clone`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RejoinArgs {
-    /// The stale member's data directory (its server stopped).
-    #[arg(long, env = "PGDATA")]
-    pub pgdata: PathBuf,
-    /// libpq connection string of the authoritative member, as a superuser (no password in it).
-    #[arg(long)]
-    pub source: String,
-    /// Replication slot on the source (default: derived from --application-name).
-    #[arg(long)]
-    pub slot: Option<String>,
-    /// The port this member listens on.
-    #[arg(long, default_value_t = 5432)]
-    pub port: u16,
-    #[arg(long, default_value = "replicator")]
-    pub replication_user: String,
-    /// The standby's application_name (the member name).
-    #[arg(long, default_value = "standby")]
-    pub application_name: String,
-    /// Skip fsync (throwaway clusters only: tests, local scenarios).
-    #[arg(long)]
-    pub no_sync: bool,
-    /// Also write the report as one line of JSON to this file.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Print the report as JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
+pub type RejoinArgs = super::clone::StandbyArgs;
 
 /// Run `rejoin` from the command line: exit 0 on success, 2 on error.
 pub async fn main(args: RejoinArgs) -> ExitCode {
     let started = Instant::now();
     let result = async {
-        let opts = options_from_args(
-            &args.pgdata,
-            &args.source,
-            args.slot.as_deref(),
-            args.port,
-            &args.replication_user,
-            &args.application_name,
-            args.no_sync,
-        )?;
+        let opts = options_from_args(&args)?;
         rejoin(&opts).await
     }
     .await;
