@@ -16,6 +16,7 @@ pub mod compare;
 pub mod conn;
 pub mod member;
 pub mod pgbin;
+mod report;
 pub mod schema;
 pub mod sync;
 #[cfg(feature = "testing")]

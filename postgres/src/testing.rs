@@ -182,6 +182,16 @@ impl TestCluster {
             .expect("create database");
     }
 
+    /// Create a database and run `sql` (a script) in it.
+    pub async fn create_db_with(&self, name: &str, sql: &str) {
+        self.create_db(name).await;
+        self.client(name)
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("setting up database {name}: {e}"));
+    }
+
     fn log_file(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }

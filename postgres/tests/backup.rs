@@ -27,8 +27,7 @@ async fn equal(c: &TestCluster, a: &str, b: &str) -> bool {
 #[tokio::test]
 async fn roundtrip_plain_and_encrypted_files_are_0600() {
     let c = TestCluster::start();
-    c.create_db("app").await;
-    c.client("app").await.batch_execute(DATA).await.unwrap();
+    c.create_db_with("app", DATA).await;
     let dir = tempfile::tempdir().unwrap();
 
     // Plain, even under a permissive umask.

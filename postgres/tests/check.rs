@@ -19,12 +19,7 @@ const SCHEMA: &str = "
 
 async fn pair(c: &TestCluster) {
     for db in ["src", "tgt"] {
-        c.create_db(db).await;
-        c.client(db)
-            .await
-            .batch_execute(SCHEMA)
-            .await
-            .expect("schema");
+        c.create_db_with(db, SCHEMA).await;
     }
 }
 

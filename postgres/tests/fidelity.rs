@@ -175,13 +175,8 @@ async fn assert_same(c: &TestCluster) {
 #[tokio::test]
 async fn corpus_syncs_into_an_empty_and_a_drifted_target() {
     let c = TestCluster::start();
-    c.create_db("src").await;
+    c.create_db_with("src", CORPUS).await;
     c.create_db("tgt").await;
-    c.client("src")
-        .await
-        .batch_execute(CORPUS)
-        .await
-        .expect("corpus");
 
     // Empty target: schema differences, so a rebuild.
     let r = sync::sync(&c.target("src"), &c.target("tgt"), SyncOptions::default())
@@ -206,10 +201,8 @@ async fn corpus_syncs_into_an_empty_and_a_drifted_target() {
             .await
             .unwrap();
     }
-    c.create_db("src").await;
-    c.create_db("tgt").await;
-    c.client("src").await.batch_execute(CORPUS).await.unwrap();
-    c.client("tgt").await.batch_execute(CORPUS).await.unwrap();
+    c.create_db_with("src", CORPUS).await;
+    c.create_db_with("tgt", CORPUS).await;
     c.client("tgt")
         .await
         .batch_execute(DRIFT)

@@ -26,18 +26,16 @@ async fn databases(c: &TestCluster) -> Vec<String> {
 #[tokio::test]
 async fn corrupt_truncated_and_wrong_key_files_are_refused_target_untouched() {
     let c = TestCluster::start();
-    c.create_db("app").await;
-    c.client("app")
-        .await
-        .batch_execute("CREATE TABLE t (a int); INSERT INTO t SELECT generate_series(1, 20000)")
-        .await
-        .unwrap();
-    c.create_db("target").await;
-    c.client("target")
-        .await
-        .batch_execute("CREATE TABLE marker (note text); INSERT INTO marker VALUES ('untouched')")
-        .await
-        .unwrap();
+    c.create_db_with(
+        "app",
+        "CREATE TABLE t (a int); INSERT INTO t SELECT generate_series(1, 20000)",
+    )
+    .await;
+    c.create_db_with(
+        "target",
+        "CREATE TABLE marker (note text); INSERT INTO marker VALUES ('untouched')",
+    )
+    .await;
     let dbs_before = databases(&c).await;
 
     let dir = tempfile::tempdir().unwrap();

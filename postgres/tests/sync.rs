@@ -45,12 +45,7 @@ async fn filenode(c: &TestCluster, db: &str, table: &str) -> u32 {
 async fn setup() -> TestCluster {
     let c = TestCluster::start();
     for db in ["src", "tgt"] {
-        c.create_db(db).await;
-        c.client(db)
-            .await
-            .batch_execute(SCHEMA)
-            .await
-            .expect("schema");
+        c.create_db_with(db, SCHEMA).await;
     }
     c
 }
@@ -197,8 +192,7 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
 async fn two_servers() -> (TestCluster, TestCluster) {
     let (s, t) = (TestCluster::start(), TestCluster::start());
     for c in [&s, &t] {
-        c.create_db("app").await;
-        c.client("app").await.batch_execute(SCHEMA).await.unwrap();
+        c.create_db_with("app", SCHEMA).await;
     }
     s.client("app")
         .await

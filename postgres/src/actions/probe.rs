@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use super::{lsn_col, query_err, with_timeout, ActionError, Lsn};
 use crate::conn::Target;
+use crate::report::elapsed_ms;
 
 /// What a probe saw on one member. An unreachable member is a normal observation
 /// (`reachable: false` with `error` saying why), not an error, because the controller decides
@@ -151,7 +152,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> MemberProbe {
             out.error = Some(e.to_string());
         }
     }
-    out.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    out.duration_ms = elapsed_ms(started);
     out
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::probe::timeline_of_walfile;
 use super::{in_recovery, lsn_col, query_err, with_timeout, ActionError, Lsn};
 use crate::conn::Target;
+use crate::report::elapsed_ms;
 
 /// What `promote` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +83,7 @@ pub async fn promote(target: &Target, timeout: Duration) -> Result<PromoteOutcom
             already_primary,
             timeline: timeline_of_walfile(&walfile),
             lsn: lsn_col(&row, 0),
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: elapsed_ms(started),
         })
     })
     .await

@@ -21,10 +21,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::compare::cli::{fail, print_json, write_report_file};
 use crate::compare::snapshot::CONNECT_TIMEOUT;
 use crate::conn::{ConnError, Target};
 use crate::pgbin::client_command_std;
+use crate::report::{fail, print_json, write_file};
 use crate::schema::{session_setup, SqlContext, SqlError};
 pub use format::{FormatError, Manifest};
 pub use keys::KeyError;
@@ -136,7 +136,7 @@ pub async fn main(args: BackupArgs) -> ExitCode {
                 );
             }
             if let Some(path) = &args.report {
-                write_report_file(path, &r, &r.manifest);
+                write_file(path, &r, &r.manifest);
             }
             if let Some(keep) = args.keep {
                 let dir = match Path::new(&r.output).parent() {
@@ -213,7 +213,7 @@ pub async fn backup(source: &Target, opts: BackupOptions) -> Result<BackupReport
         output: opts.output.display().to_string(),
         file_bytes,
         manifest,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: crate::report::elapsed_ms(started),
     })
 }
 

@@ -19,10 +19,10 @@ use tokio_postgres::Client;
 
 use super::format::{self, FormatError, Manifest};
 use super::keys::{self, KeyError};
-use crate::compare::cli::{fail, print_json, write_report_file};
 use crate::compare::snapshot::CONNECT_TIMEOUT;
 use crate::conn::{ConnError, Target};
 use crate::pgbin::client_command_std;
+use crate::report::{fail, print_json, write_file};
 use crate::schema::{quote_ident, SqlContext, SqlError};
 
 /// Errors of `restore`. In every case the target database is as it was.
@@ -128,7 +128,7 @@ pub async fn main(args: RestoreArgs) -> ExitCode {
                 );
             }
             if let Some(path) = &args.report {
-                write_report_file(path, &r, &r.manifest);
+                write_file(path, &r, &r.manifest);
             }
             ExitCode::SUCCESS
         }
@@ -233,7 +233,7 @@ pub async fn restore(
         scratch_database: scratch,
         replaced_existing,
         terminated_sessions,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: crate::report::elapsed_ms(started),
     })
 }
 

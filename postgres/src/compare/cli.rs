@@ -1,13 +1,11 @@
-//! The `check` entrypoint, and small output helpers the other entrypoints share.
+//! The `check` entrypoint, and the `--source`/`--target` parsing `sync` shares.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-
-use serde::Serialize;
 
 use super::{compare, CompareOptions, CompareReport, Method};
 use crate::conn::Target;
+use crate::report::{self, fail, print_json};
 
 /// `check --source A --target B [--method counts|checksums] [--json]`: compare two databases.
 /// Exit 0 equal, 1 different, 2 error. Passwords come from `PGPASSWORD` (used for both
@@ -52,7 +50,7 @@ pub async fn main(args: CheckArgs) -> ExitCode {
                 print_human(&report);
             }
             if let Some(path) = &args.report {
-                write_report_file(path, &report, &report.summary);
+                report::write_file(path, &report, &report.summary);
             }
             if report.equal {
                 ExitCode::SUCCESS
@@ -69,49 +67,6 @@ pub(crate) fn parse_pair(source: &str, target: &str) -> Result<(Target, Target),
     let s = Target::parse(source).map_err(|e| fail(&None, &format!("--source: {e}")))?;
     let t = Target::parse(target).map_err(|e| fail(&None, &format!("--target: {e}")))?;
     Ok((s, t))
-}
-
-/// Print an error, record it in the report file if any, and return exit code 2.
-pub(crate) fn fail(report: &Option<PathBuf>, message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    if let Some(path) = report {
-        #[derive(Serialize)]
-        struct Failure<'a> {
-            ok: bool,
-            error: &'a str,
-        }
-        let f = Failure {
-            ok: false,
-            error: message,
-        };
-        write_report_file(path, &f, &f);
-    }
-    ExitCode::from(2)
-}
-
-/// Print a value as pretty JSON on stdout.
-pub(crate) fn print_json(value: &impl Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error: cannot render the report as JSON: {e}"),
-    }
-}
-
-/// Write `full` as one line of JSON to `path`, or `summary` when `full` exceeds the 4 KiB a
-/// Kubernetes termination message holds. Failures are printed, not fatal: the report on
-/// stdout is the primary output.
-pub(crate) fn write_report_file(path: &Path, full: &impl Serialize, summary: &impl Serialize) {
-    let line = match serde_json::to_string(full) {
-        Ok(s) if s.len() <= 4096 => s,
-        _ => serde_json::to_string(summary).unwrap_or_default(),
-    };
-    let result = std::fs::File::create(path).and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = result {
-        eprintln!(
-            "warning: cannot write the report to {}: {e}",
-            path.display()
-        );
-    }
 }
 
 fn print_human(r: &CompareReport) {

@@ -179,7 +179,7 @@ pub async fn compare(
     )?;
     let mut c = compare_sides(&src, &tgt, opts.method, true, &|_, _| {}).await?;
     c.report.started_at = started_at;
-    c.report.duration_ms = started.elapsed().as_millis() as u64;
+    c.report.duration_ms = crate::report::elapsed_ms(started);
     Ok(c.report)
 }
 
@@ -294,7 +294,7 @@ pub(crate) async fn compare_sides(
         schema_differences,
         sequences,
         started_at: now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: crate::report::elapsed_ms(started),
     };
     Ok(Compared {
         report,

@@ -140,7 +140,7 @@ pub(crate) async fn run_pairs(
                 index,
                 source,
                 target,
-                millis: started.elapsed().as_millis() as u64,
+                millis: crate::report::elapsed_ms(started),
             };
             on_done(pair, &result);
             results

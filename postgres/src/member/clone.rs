@@ -12,9 +12,10 @@ use super::conf::{
     configure_standby, conninfo_value, missing_or_empty, move_into_place, remove_tree, sibling,
     StandbyConfig,
 };
-use super::{report, slot_name_for, valid_slot_name, ControlData, MemberError, Secret};
+use super::{slot_name_for, valid_slot_name, ControlData, MemberError, Secret};
 use crate::conn::{error_text, Target};
 use crate::pgbin::server_command;
+use crate::report::{self, elapsed_ms};
 
 /// How long SQL on the source may take before a clone or rejoin gives up.
 pub(crate) const SOURCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -208,7 +209,7 @@ pub async fn clone(opts: &CloneOptions) -> Result<CloneReport, MemberError> {
         system_identifier: Some(system_identifier),
         timeline: Some(control.timeline()),
         error: None,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: elapsed_ms(started),
     })
 }
 
@@ -299,7 +300,7 @@ pub async fn main(args: CloneArgs) -> ExitCode {
             pgdata: args.pgdata.display().to_string(),
             application_name: args.application_name.clone(),
             error: Some(error),
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: elapsed_ms(started),
             ..Default::default()
         },
         args.report.as_deref(),

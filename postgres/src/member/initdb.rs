@@ -12,9 +12,10 @@ use super::conf::{
     DEFAULT_SETTINGS,
 };
 use super::server::{PrivateServer, CONNECT_TIMEOUT};
-use super::{report, ControlData, MemberError, Secret};
+use super::{ControlData, MemberError, Secret};
 use crate::conn::error_text;
 use crate::pgbin::{hand_to_postgres, server_command};
+use crate::report::{self, elapsed_ms};
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ pub async fn initdb(opts: &InitdbOptions) -> Result<InitdbReport, MemberError> {
             .await
             .ok()
             .map(|c| c.system_identifier);
-        rep.duration_ms = elapsed(started);
+        rep.duration_ms = elapsed_ms(started);
         return Ok(rep);
     }
     if !missing_or_empty(&opts.pgdata)? {
@@ -110,7 +111,7 @@ pub async fn initdb(opts: &InitdbOptions) -> Result<InitdbReport, MemberError> {
     rep.system_identifier = Some(ControlData::read(&staging).await?.system_identifier);
     move_into_place(&staging, &opts.pgdata)?;
     rep.initialized = true;
-    rep.duration_ms = elapsed(started);
+    rep.duration_ms = elapsed_ms(started);
     Ok(rep)
 }
 
@@ -249,10 +250,6 @@ async fn bootstrap(opts: &InitdbOptions, server: &PrivateServer) -> Result<(), M
     Ok(())
 }
 
-fn elapsed(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
 /// `receiptdb-operator initdb`: see `docs/job-interface.md`. Passwords come from
 /// `RECEIPTDB_SUPERUSER_PASSWORD` and `RECEIPTDB_REPLICATION_PASSWORD`.
 #[derive(Debug, Clone, clap::Args)]
@@ -335,7 +332,7 @@ pub async fn main(args: InitdbArgs) -> ExitCode {
             system_identifier: None,
             database: None,
             error: Some(error),
-            duration_ms: elapsed(started),
+            duration_ms: elapsed_ms(started),
         },
         args.report.as_deref(),
         args.json,

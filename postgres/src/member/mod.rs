@@ -13,7 +13,6 @@
 mod cmd;
 mod conf;
 mod controldata;
-mod report;
 mod server;
 mod timeline;
 

@@ -18,10 +18,11 @@ use super::conf::{
 use super::controldata::{end_of_wal, walfile_name};
 use super::server::is_running;
 use super::timeline::{ancestry, diverge, parse_history, Divergence};
-use super::{report, valid_slot_name, ControlData, MemberError};
+use super::{valid_slot_name, ControlData, MemberError};
 use crate::actions::Lsn;
 use crate::conn::Target;
 use crate::pgbin::server_command;
+use crate::report::{self, elapsed_ms};
 
 /// Rejoin takes the same options as [`clone()`] (it may fall back to one).
 pub type RejoinOptions = CloneOptions;
@@ -238,7 +239,7 @@ pub async fn rejoin(opts: &RejoinOptions) -> Result<RejoinReport, MemberError> {
             rep.method = Some(RejoinMethod::Clone);
         }
     }
-    rep.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    rep.duration_ms = elapsed_ms(started);
     Ok(rep)
 }
 
@@ -540,7 +541,7 @@ pub async fn main(args: RejoinArgs) -> ExitCode {
             pgdata: args.pgdata.display().to_string(),
             application_name: args.application_name.clone(),
             error: Some(error),
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: elapsed_ms(started),
             ..Default::default()
         },
         args.report.as_deref(),

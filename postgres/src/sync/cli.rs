@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{sync, SyncMode, SyncOptions, SyncReport};
-use crate::compare::cli::{fail, parse_pair, print_json, write_report_file};
+use crate::compare::cli::parse_pair;
 use crate::compare::Method;
+use crate::report::{fail, print_json, write_file};
 
 /// `sync --source A --target B [--method counts|checksums] [--force] [-v] [--json]`: re-align
 /// the target to the source; only differing tables are copied unless `--force`. Exit 0 done
@@ -93,7 +94,7 @@ pub async fn main(args: SyncArgs) -> ExitCode {
                 print_human(&report);
             }
             if let Some(path) = &args.report {
-                write_report_file(path, &report, &summary(&report));
+                write_file(path, &report, &summary(&report));
             }
             ExitCode::SUCCESS
         }

@@ -77,6 +77,6 @@ pub(crate) async fn copy_table(
         rows,
         bytes,
         format,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: crate::report::elapsed_ms(started),
     })
 }

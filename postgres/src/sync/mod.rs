@@ -31,6 +31,7 @@ use crate::compare::{
     compare_sides, CompareError, CompareReport, Method, Side, SideError, SideMode,
 };
 use crate::conn::Target;
+use crate::report::elapsed_ms;
 use crate::schema::{sequences, SqlContext, SqlError, TableInfo};
 pub use cli::{main, SyncArgs};
 pub use copy::TableCopy;
@@ -163,10 +164,6 @@ fn say(opts: &SyncOptions, line: &str) {
     }
 }
 
-fn ms(since: Instant) -> u64 {
-    since.elapsed().as_millis() as u64
-}
-
 /// Re-align `target` to `source`. See the module documentation for the steps.
 pub async fn sync(
     source: &Target,
@@ -180,7 +177,7 @@ pub async fn sync(
         Side::open(source, opts.jobs, SideMode::ReadOnly, "receiptdb-sync"),
         Side::open(target, opts.jobs, SideMode::LockedWrite, "receiptdb-sync"),
     )?;
-    durations.open_ms = ms(started);
+    durations.open_ms = elapsed_ms(started);
     say(
         &opts,
         &format!(
@@ -200,7 +197,7 @@ pub async fn sync(
         }
     };
     let compared = compare_sides(&src, &tgt, opts.method, !opts.force, &on_table).await?;
-    durations.compare_ms = ms(t);
+    durations.compare_ms = elapsed_ms(t);
     tgt.release_workers().await?;
     let report = &compared.report;
 
@@ -272,7 +269,7 @@ pub async fn sync(
                 .ctx("emptying the tables to reload")?;
             None
         };
-        durations.schema_ms += ms(t);
+        durations.schema_ms += elapsed_ms(t);
 
         let t = Instant::now();
         let reader = &src.workers[0];
@@ -287,7 +284,7 @@ pub async fn sync(
             );
             copies.push(c);
         }
-        durations.copy_ms = ms(t);
+        durations.copy_ms = elapsed_ms(t);
 
         let t = Instant::now();
         if let Some(post) = post_data {
@@ -297,7 +294,7 @@ pub async fn sync(
         }
         ddl::restore_indexes(main, &indexes).await?;
         ddl::restore_foreign_keys(main, &fks).await?;
-        durations.schema_ms += ms(t);
+        durations.schema_ms += elapsed_ms(t);
 
         let current = if mode == SyncMode::Rebuild {
             Vec::new()
@@ -325,8 +322,8 @@ pub async fn sync(
     main.batch_execute("COMMIT")
         .await
         .ctx("committing the target transaction")?;
-    durations.commit_ms = ms(t);
-    durations.total_ms = ms(started);
+    durations.commit_ms = elapsed_ms(t);
+    durations.total_ms = elapsed_ms(started);
     let rows = copies.iter().map(|c| c.rows).sum();
     let bytes = copies.iter().map(|c| c.bytes).sum();
     Ok(SyncReport {
