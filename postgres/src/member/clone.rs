@@ -41,6 +41,23 @@ pub struct CloneOptions {
     pub no_sync: bool,
 }
 
+impl CloneOptions {
+    /// How the standby reaches the source (`primary_conninfo`, slot, its own port): the same
+    /// for a fresh clone and a rejoined member.
+    pub(crate) fn standby_config(&self) -> StandbyConfig<'_> {
+        let (host, port) = host_port(&self.source);
+        StandbyConfig {
+            host,
+            port,
+            user: &self.replication_user,
+            password: self.replication_password.expose(),
+            application_name: &self.application_name,
+            slot: &self.slot,
+            member_port: self.port,
+        }
+    }
+}
+
 /// What `clone` did.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,19 +192,7 @@ pub async fn clone(opts: &CloneOptions) -> Result<CloneReport, MemberError> {
         return Err(e);
     }
     let configured = async {
-        configure_standby(
-            &staging,
-            &opts.pgdata,
-            &StandbyConfig {
-                host,
-                port,
-                user: &opts.replication_user,
-                password: opts.replication_password.expose(),
-                application_name: &opts.application_name,
-                slot: &opts.slot,
-                member_port: opts.port,
-            },
-        )?;
+        configure_standby(&staging, &opts.pgdata, &opts.standby_config())?;
         ControlData::read(&staging).await
     }
     .await;

@@ -13,7 +13,6 @@ use super::clone::{clone, host_port, options_from_args, sql_err, CloneOptions, S
 use super::cmd::{prepare, run_any, tail, with_password};
 use super::conf::{
     configure_standby, conninfo_value, missing_or_empty, move_into_place, remove_tree, sibling,
-    StandbyConfig,
 };
 use super::controldata::{end_of_wal, walfile_name};
 use super::server::is_running;
@@ -213,20 +212,7 @@ pub async fn rejoin(opts: &RejoinOptions) -> Result<RejoinReport, MemberError> {
     drop(client);
     match plan {
         Plan::Rewind | Plan::Reconfigure => {
-            let (host, port) = host_port(&opts.source);
-            configure_standby(
-                pgdata,
-                pgdata,
-                &StandbyConfig {
-                    host,
-                    port,
-                    user: &opts.replication_user,
-                    password: opts.replication_password.expose(),
-                    application_name: &opts.application_name,
-                    slot: &opts.slot,
-                    member_port: opts.port,
-                },
-            )?;
+            configure_standby(pgdata, pgdata, &opts.standby_config())?;
             rep.method = Some(if matches!(plan, Plan::Rewind) {
                 RejoinMethod::Rewind
             } else {
