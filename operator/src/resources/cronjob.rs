@@ -8,15 +8,12 @@
 //! backup entrypoint can upload.
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, SecretKeySelector, SecretVolumeSource,
-    Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use super::jobs::{
-    job_container, job_pod, BACKOFF_LIMIT, BACKUP_MOUNT, KEYS_MOUNT, TERMINATION_LOG,
+    backup_volume, job_container, job_pod, key_volume, BACKOFF_LIMIT, TERMINATION_LOG,
 };
 use super::pod::{bin_mount, BIN};
 use super::secrets::{password_ref, PasswordRole};
@@ -33,10 +30,8 @@ pub fn cronjob_name(pair: &ReceiptDbPair) -> String {
 pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<CronJob> {
     let backup = &pair.spec.backup;
     let schedule = backup.schedule.clone()?;
-    let pvc = backup.target.as_ref()?.pvc.as_ref()?;
+    let (backup_vol, backup_mount, dir) = backup_volume(backup.target.as_ref()?)?;
     let pg = &pair.spec.postgres;
-    let dir = format!("{BACKUP_MOUNT}/{}", pvc.path.trim_matches('/'));
-    let dir = dir.trim_end_matches('/');
     let source = format!(
         "host={}.{}.svc port={} user={} dbname={}",
         pair.client_service_name(),
@@ -45,22 +40,8 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
         pg.superuser,
         pg.database
     );
-    let mut volumes = vec![Volume {
-        name: "backup".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: pvc.claim_name.clone(),
-            read_only: None,
-        }),
-        ..Volume::default()
-    }];
-    let mut mounts = vec![
-        bin_mount(),
-        VolumeMount {
-            name: "backup".into(),
-            mount_path: BACKUP_MOUNT.into(),
-            ..VolumeMount::default()
-        },
-    ];
+    let mut volumes = vec![backup_vol];
+    let mut mounts = vec![bin_mount(), backup_mount];
     // A timestamped file name needs the date at run time: the member image's shell provides
     // it. The connection string and paths are positional parameters, never interpolated.
     let mut script =
@@ -69,28 +50,16 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
     let mut args = vec![
         BIN.to_string(),
         source,
-        dir.to_string(),
+        dir,
         TERMINATION_LOG.to_string(),
         backup.retention.to_string(),
     ];
     if let Some(r) = &backup.encryption_recipients {
-        volumes.push(Volume {
-            name: "keys".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(r.name.clone()),
-                default_mode: Some(0o400),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "keys".into(),
-            mount_path: KEYS_MOUNT.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+        let (v, m, file) = key_volume(r);
+        volumes.push(v);
+        mounts.push(m);
         script.push_str(r#" --recipients-file "$5""#);
-        args.push(format!("{KEYS_MOUNT}/{}", r.key));
+        args.push(file);
     }
     let mut command = vec!["/bin/sh".to_string(), "-c".to_string(), script];
     command.extend(args);

@@ -101,7 +101,7 @@ fn method(pair: &ReceiptDbPair) -> &'static str {
 }
 
 /// Volumes and mounts for a backup location (a PVC; S3 is refused earlier as a spec error).
-fn backup_volume(location: &BackupLocation) -> Option<(Volume, VolumeMount, String)> {
+pub(crate) fn backup_volume(location: &BackupLocation) -> Option<(Volume, VolumeMount, String)> {
     let pvc = location.pvc.as_ref()?;
     let dir = format!("{BACKUP_MOUNT}/{}", pvc.path.trim_matches('/'));
     Some((
@@ -122,7 +122,8 @@ fn backup_volume(location: &BackupLocation) -> Option<(Volume, VolumeMount, Stri
     ))
 }
 
-fn key_volume(r: &SecretKeyRef) -> (Volume, VolumeMount, String) {
+/// The Secret volume holding age keys or recipients, its mount, and the file path of `r`.
+pub(crate) fn key_volume(r: &SecretKeyRef) -> (Volume, VolumeMount, String) {
     (
         Volume {
             name: "keys".into(),
