@@ -25,6 +25,8 @@ use receiptdb_operator::crd::{
 use receiptdb_operator::pair::{JobKind, JobState, ServerProbe, StandbyObservation};
 use serde_json::json;
 
+mod fake_api;
+
 const NS: &str = "clinic";
 
 /// Probes answer from a table the test fills; every other call is recorded.
@@ -122,12 +124,11 @@ struct Env {
 
 async fn env_with(spec: ReceiptDbPairSpec, extra: Vec<Secret>) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube_fake_client::ClientBuilder::new()
-        .with_resource::<ReceiptDbPair>()
-        .with_status_subresource::<ReceiptDbPair>()
-        .build()
-        .await
-        .expect("fake client");
+    let client = fake_api::client(|b| {
+        b.with_resource::<ReceiptDbPair>()
+            .with_status_subresource::<ReceiptDbPair>()
+    })
+    .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     for s in extra {
         secrets.create(&PostParams::default(), &s).await.unwrap();

@@ -75,8 +75,9 @@ the same reference to the operator for the init containers of its Jobs.
 The RBAC rules, shared by the ClusterRole (watchNamespace empty) and the Role (watchNamespace
 set). Least privilege: no pods/exec, no pods/log (PostgreSQL is probed over its own protocol and
 Job outcomes are read from termination messages), no delete where ownerReferences and garbage
-collection already remove objects with their pair. Member volumes need no rule at all: the
-StatefulSets' persistentVolumeClaimRetentionPolicy implements spec.storage.reclaimPolicy.
+collection already remove objects with their pair. Member volumes are created once and never
+changed or deleted by the operator: the StatefulSets' persistentVolumeClaimRetentionPolicy (and,
+with reclaimPolicy Delete, an ownerReference to the pair) implements spec.storage.reclaimPolicy.
 */}}
 {{- define "receiptdb-operator.rules" -}}
 # The pairs themselves: watched to reconcile; patched to remove the one-shot request
@@ -112,6 +113,13 @@ StatefulSets' persistentVolumeClaimRetentionPolicy implements spec.storage.recla
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# Each member's data claim (data-<pair>-<member>-0), created before the first Job that writes
+# the member's data directory (initdb, clone): that Job runs while the StatefulSet is at 0
+# replicas, before the StatefulSet controller would create the claim. Create only: an existing
+# claim is kept (409), the StatefulSet adopts it by name, and nothing here reads or deletes one.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["create"]
 # Member pods: readiness, and the termination message in which a Job's pod reports its outcome
 # (read from pod status, so no pods/log). No exec, no delete.
 - apiGroups: [""]

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -17,7 +17,7 @@ use super::context::{Context, MemberTarget};
 use super::error::Error;
 use super::observe::Observed;
 use crate::crd::{Member, ReceiptDbPair};
-use crate::pair::{Action, Desired};
+use crate::pair::{Action, Desired, JobState};
 use crate::resources::{cronjob, jobs, secrets, services, statefulset};
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
@@ -78,6 +78,14 @@ pub async fn apply_owned(
     )
     .await?;
 
+    // A data-writing Job that runs without its claim (created by an operator that did not make
+    // claims) cannot be scheduled: give it its claim.
+    for job in &observed.observation.jobs {
+        if job.state == JobState::Running && jobs::writes_data_dir(job.kind) {
+            ensure_data_claim(pair, job.member, ctx).await?;
+        }
+    }
+
     let cron: Api<CronJob> = Api::namespaced(c, &ns);
     match cronjob::backup_cronjob(pair, cfg) {
         Some(cj) => {
@@ -132,6 +140,10 @@ pub async fn run_actions(
         };
         match action {
             Action::CreateJob { kind, member } => {
+                // Also while the Job runs: its pod cannot be scheduled without the claim.
+                if jobs::writes_data_dir(*kind) {
+                    ensure_data_claim(pair, *member, ctx).await?;
+                }
                 if observed.job_running(*kind, *member) {
                     continue;
                 }
@@ -190,6 +202,29 @@ pub async fn run_actions(
         }
     }
     Ok(())
+}
+
+/// Create the member's data claim when it does not exist yet (see
+/// [`statefulset::data_claim`]).
+async fn ensure_data_claim(
+    pair: &ReceiptDbPair,
+    member: Member,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let claim = statefulset::data_claim(pair, member);
+    let api: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
+    match api.create(&PostParams::default(), &claim).await {
+        Ok(_) => {
+            tracing::info!(claim = claim.name_any(), "created the member's data claim");
+            Ok(())
+        }
+        Err(e) if is_status(&e, 409) => Ok(()),
+        Err(e) => Err(Error::kube(format!(
+            "creating PersistentVolumeClaim {}",
+            claim.name_any()
+        ))(e)),
+    }
 }
 
 /// Remove a one-shot request annotation. A merge patch on metadata (the annotation belongs to

@@ -21,14 +21,12 @@ pub async fn write_if_changed(
     }
     let api: Api<ReceiptDbPair> =
         Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
-    let to_json = |s: &ReceiptDbPairStatus| {
-        serde_json::to_value(s).map_err(|source| Error::Json {
-            what: "serializing status".into(),
-            source,
-        })
-    };
-    let mut new = to_json(status)?;
-    null_removed(&to_json(&current)?, &mut new);
+    // Fields the operator stops applying (a finished `operation`, a cleared message) are
+    // removed by server-side apply itself: this manager owns them and no longer sets them.
+    let new = serde_json::to_value(status).map_err(|source| Error::Json {
+        what: "serializing status".into(),
+        source,
+    })?;
     let body = serde_json::json!({
         "apiVersion": "receiptdb.io/v1alpha1",
         "kind": "ReceiptDbPair",
@@ -42,23 +40,6 @@ pub async fn write_if_changed(
     .await
     .map_err(Error::kube("writing status"))?;
     Ok(true)
-}
-
-/// Mark fields that `old` has and `new` lacks as explicit nulls. Server-side apply already
-/// drops fields this manager stops applying; explicit nulls say the same to API
-/// implementations that treat an apply body as a merge patch (the in-memory test API), so a
-/// finished `operation` or a cleared `message` never lingers in status.
-pub fn null_removed(old: &serde_json::Value, new: &mut serde_json::Value) {
-    if let (Some(o), Some(n)) = (old.as_object(), new.as_object_mut()) {
-        for (k, ov) in o {
-            match n.get_mut(k) {
-                None => {
-                    n.insert(k.clone(), serde_json::Value::Null);
-                }
-                Some(nv) => null_removed(ov, nv),
-            }
-        }
-    }
 }
 
 /// `status` with the Ready condition set to False for `reason` and `message`, keeping its
@@ -87,21 +68,4 @@ pub fn with_not_ready(
         last_transition_time: transition,
     });
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn removed_fields_become_nulls() {
-        let old = json!({"operation": {"kind": "Initdb"}, "primary": {"ready": true, "message": "x"}, "conditions": [1]});
-        let mut new = json!({"primary": {"ready": false}, "conditions": []});
-        null_removed(&old, &mut new);
-        assert_eq!(
-            new,
-            json!({"operation": null, "primary": {"ready": false, "message": null}, "conditions": []})
-        );
-    }
 }

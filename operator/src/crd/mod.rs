@@ -3,6 +3,7 @@
 mod spec;
 mod status;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use kube::{CustomResourceExt, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -99,9 +100,63 @@ impl ReceiptDbPair {
     }
 }
 
+/// The CRD, as generated from the types, with two corrections the real API server asked for:
+/// - an optional enum's schema is `nullable` with `null` also among its `enum` values; the API
+///   server refuses an explicit `null` in it ("Unsupported value: null"). `nullable` alone says
+///   it, so `null` leaves the `enum` lists;
+/// - unsigned integers carry `format: uint32`, which the API server does not know and warns
+///   about on every apply (`unrecognized format "uint32"`); a minimum and maximum say it.
+pub fn crd() -> apiext::CustomResourceDefinition {
+    let mut crd = ReceiptDbPair::crd();
+    for v in &mut crd.spec.versions {
+        if let Some(schema) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            correct_schema(schema);
+        }
+    }
+    crd
+}
+
+fn correct_schema(s: &mut apiext::JSONSchemaProps) {
+    if let Some(values) = s.enum_.as_mut() {
+        values.retain(|v| !v.0.is_null());
+    }
+    if let Some(max) = match s.format.as_deref() {
+        Some("uint8") => Some(f64::from(u8::MAX)),
+        Some("uint16") => Some(f64::from(u16::MAX)),
+        Some("uint32" | "uint") => Some(f64::from(u32::MAX)),
+        Some("uint64") => Some(u64::MAX as f64),
+        _ => None,
+    } {
+        s.format = None;
+        s.minimum.get_or_insert(0.0);
+        s.maximum.get_or_insert(max);
+    }
+    for p in s.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        correct_schema(p);
+    }
+    if let Some(apiext::JSONSchemaPropsOrArray::Schema(i)) = s.items.as_mut() {
+        correct_schema(i);
+    }
+    if let Some(apiext::JSONSchemaPropsOrBool::Schema(a)) = s.additional_properties.as_mut() {
+        correct_schema(a);
+    }
+    for list in [&mut s.all_of, &mut s.any_of, &mut s.one_of]
+        .into_iter()
+        .flatten()
+    {
+        for x in list {
+            correct_schema(x);
+        }
+    }
+}
+
 /// The CRD as YAML, exactly as committed under `crds/` and in the chart.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    let body = serde_yaml::to_string(&ReceiptDbPair::crd())?;
+    let body = serde_yaml::to_string(&crd())?;
     Ok(format!(
         "# Generated from operator/src/crd by `receiptdb-operator crd` (scripts/gen-crds).\n\
          # Do not edit: change the Rust types and run scripts/gen-crds.\n{body}"

@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::pod::{container_security_context, pod_security_context, pull_policy};
 use super::{labels, owned_meta, OperatorConfig, DATA_MOUNT, DATA_VOLUME, PGDATA};
 use crate::crd::{Member, ReceiptDbPair, ReclaimPolicy};
+use kube::{Resource, ResourceExt};
 
 /// Seconds a member pod gets to stop. The preStop hook asks for a *fast* shutdown (SIGTERM
 /// alone is PostgreSQL's "smart" shutdown, which waits for every client to leave); a fast
@@ -55,26 +56,7 @@ pub fn statefulset(
                     when_scaled: Some("Retain".into()),
                 },
             ),
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some(DATA_VOLUME.into()),
-                    labels: Some(labels.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".into()]),
-                    storage_class_name: storage.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".into(),
-                            Quantity(storage.size.clone()),
-                        )])),
-                        ..VolumeResourceRequirements::default()
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
-                ..PersistentVolumeClaim::default()
-            }]),
+            volume_claim_templates: Some(vec![claim_template(pair, member)]),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -92,6 +74,50 @@ pub fn statefulset(
         }),
         status: None,
     }
+}
+
+/// The member's data claim as the StatefulSet's template describes it (name `data`).
+fn claim_template(pair: &ReceiptDbPair, member: Member) -> PersistentVolumeClaim {
+    let storage = &pair.spec.storage;
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(labels::member_labels(pair, member)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".into(),
+                    Quantity(storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// The member's data claim itself, `data-<pair>-<member>-0`, as the StatefulSet controller
+/// would name it. The operator creates it before the first Job that writes the member's data
+/// directory (initdb, clone, rejoin): that Job runs while the StatefulSet is at 0 replicas, when
+/// the StatefulSet controller has made no claim yet. The StatefulSet adopts it by name later.
+/// With `reclaimPolicy: Delete` the pair owns it (not as controller: the StatefulSet controller
+/// may add itself), so deleting the pair deletes the data even if no member pod ever ran.
+pub fn data_claim(pair: &ReceiptDbPair, member: Member) -> PersistentVolumeClaim {
+    let mut claim = claim_template(pair, member);
+    claim.metadata.name = Some(super::data_claim_name(pair, member));
+    claim.metadata.namespace = pair.namespace();
+    if pair.spec.storage.reclaim_policy == ReclaimPolicy::Delete {
+        claim.metadata.owner_references = pair.controller_owner_ref(&()).map(|mut o| {
+            o.controller = Some(false);
+            vec![o]
+        });
+    }
+    claim
 }
 
 /// The server's command line: operator-owned settings first, then the user's parameters
@@ -376,6 +402,38 @@ mod tests {
             .command
             .unwrap();
         assert!(stop.windows(2).any(|w| w == ["-m", "fast"]));
+    }
+
+    #[test]
+    fn the_data_claim_is_the_templates_claim_under_the_controllers_name() {
+        for (policy, owned) in [
+            (ReclaimPolicy::Retain, false),
+            (ReclaimPolicy::Delete, true),
+        ] {
+            let mut p = pair();
+            p.spec.storage.reclaim_policy = policy;
+            p.spec.storage.size = "3Gi".into();
+            let claim = data_claim(&p, Member::Secondary);
+            assert_eq!(
+                claim.metadata.name.as_deref(),
+                Some("data-orca-secondary-0")
+            );
+            assert_eq!(claim.metadata.namespace.as_deref(), Some("clinic"));
+            let tmpl = statefulset(&p, Member::Secondary, 0, &OperatorConfig::default())
+                .spec
+                .unwrap()
+                .volume_claim_templates
+                .unwrap()
+                .remove(0);
+            assert_eq!(claim.spec, tmpl.spec);
+            assert_eq!(claim.metadata.labels, tmpl.metadata.labels);
+            let owners = claim.metadata.owner_references.unwrap_or_default();
+            assert_eq!(owners.len(), usize::from(owned), "{policy:?}");
+            if owned {
+                assert_eq!(owners[0].uid, "uid-1");
+                assert_eq!(owners[0].controller, Some(false));
+            }
+        }
     }
 
     #[test]
