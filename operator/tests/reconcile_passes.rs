@@ -292,6 +292,34 @@ fn password(s: &Secret) -> Vec<u8> {
     s.data.as_ref().unwrap()["password"].0.clone()
 }
 
+/// A pass triggered by an older copy of the pair (a watch cache behind the operator's last
+/// status write) decides from the pair as stored, never from that copy's older status.
+#[tokio::test]
+async fn a_pass_decides_from_the_stored_status_not_from_a_stale_copy() {
+    let e = env().await;
+    let stale = e.pair().await;
+    e.pass().await.unwrap();
+    // What an earlier pass remembered: a check record decide carries over unchanged.
+    let check = json!({"time": "2026-11-30T10:00:00Z", "method": "checksums", "equal": true,
+        "differingTables": [], "message": "the two databases compare equal"});
+    pairs(&e.client)
+        .patch_status(
+            "orca",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"lastCheck": check}})),
+        )
+        .await
+        .unwrap();
+    reconcile_once(Arc::new(stale), e.ctx.clone())
+        .await
+        .unwrap();
+    let status = e.pair().await.status.unwrap();
+    assert!(
+        status.last_check.is_some(),
+        "the stored status survives a pass triggered by an older copy: {status:?}"
+    );
+}
+
 #[tokio::test]
 async fn first_pass_creates_owned_objects_with_owner_references() {
     let e = env().await;

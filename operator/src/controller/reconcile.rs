@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tracing::{info_span, Instrument};
@@ -20,8 +21,14 @@ use super::{act, observe, status};
 use crate::crd::ReceiptDbPair;
 use crate::pair;
 
-/// One pass over one pair, without metrics or error reporting: what the local scenario suite
-/// calls directly (it has no watch, so it cannot run the Controller).
+/// One pass over one pair, without metrics or error reporting (what the reconcile tests call
+/// directly).
+///
+/// The pass decides from the pair as stored now, read afresh: the object that triggered it
+/// comes from the watch's cache, which can lag behind this operator's own last status write.
+/// Deciding from that older status (the operator's only memory) once took a finished step
+/// back on a real cluster: a failback switchover at `Promoting` returned to `Fencing` and the
+/// Service selected the member it had just marked stale.
 ///
 /// Order matters: status is written last, only after every action succeeded, so status never
 /// claims a step that did not happen; a failed action leaves the old status, and the next pass
@@ -32,6 +39,15 @@ pub async fn reconcile_once(
     pair: Arc<ReceiptDbPair>,
     ctx: Arc<Context>,
 ) -> Result<Option<Duration>, Error> {
+    let api: Api<ReceiptDbPair> =
+        Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
+    let Some(pair) = api
+        .get_opt(&pair.name_any())
+        .await
+        .map_err(Error::kube("reading the pair"))?
+    else {
+        return Ok(None);
+    };
     if pair.metadata.deletion_timestamp.is_some() {
         return Ok(None);
     }
