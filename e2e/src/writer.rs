@@ -1,4 +1,4 @@
-//! The receipt writer: one client inserting receipts through the proxy, one transaction per
+//! The receipt writer: one client inserting receipts through the client Service, one transaction per
 //! receipt with an id chosen by the client, as the receipt software would.
 //!
 //! What it does on errors follows the Symfoware guide (seeds/002): SQLSTATE 57P01 (admin
@@ -51,6 +51,8 @@ pub struct WriteError {
 /// Where and how to write.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
+    /// The client Service's address (its ClusterIP, reached through kube-proxy).
+    pub host: String,
     pub port: u16,
     pub user: String,
     pub password: String,
@@ -58,8 +60,9 @@ pub struct WriterConfig {
     /// Pause between receipts.
     pub interval: Duration,
     /// External replication mode: the receipt software's redirector writes every receipt to
-    /// the other member too (directly, on this port). Failures there are counted, not retried.
-    pub mirror_port: Option<u16>,
+    /// the other member too (directly, at this address). Failures there are counted, not
+    /// retried.
+    pub mirror: Option<(String, u16)>,
 }
 
 /// The running writer.
@@ -71,18 +74,19 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Create the table (through the proxy) and start writing.
+    /// Create the table (through the client Service) and start writing.
     pub async fn start(cfg: WriterConfig, timeline: Timeline) -> Result<Self> {
         let client = connect(&cfg)
             .await
-            .context("the writer's first connection through the proxy")?;
+            .context("the writer's first connection through the client Service")?;
         client
             .batch_execute(TABLE_DDL)
             .await
             .context("create the receipts table")?;
         drop(client);
-        if let Some(port) = cfg.mirror_port {
+        if let Some((host, port)) = cfg.mirror.clone() {
             let mirror = connect(&WriterConfig {
+                host,
                 port,
                 ..cfg.clone()
             })
@@ -132,10 +136,10 @@ impl Drop for Writer {
     }
 }
 
-/// Connect to the proxy.
+/// Connect to the configured address.
 pub async fn connect(cfg: &WriterConfig) -> Result<Client, tokio_postgres::Error> {
     let mut c = Config::new();
-    c.host("127.0.0.1")
+    c.host(&cfg.host)
         .port(cfg.port)
         .user(&cfg.user)
         .password(&cfg.password)
@@ -183,8 +187,8 @@ async fn run(
         match tokio::time::timeout(Duration::from_secs(30), insert).await {
             Ok(Ok(_)) => {
                 let t_ms = timeline.now_ms();
-                if let Some(port) = cfg.mirror_port {
-                    mirror_write(&cfg, port, &mut mirror, &params, &errors, &timeline).await;
+                if let Some((host, port)) = cfg.mirror.clone() {
+                    mirror_write(&cfg, host, port, &mut mirror, &params, &errors, &timeline).await;
                 }
                 if failing {
                     failing = false;
@@ -257,6 +261,7 @@ pub fn classify(e: &tokio_postgres::Error) -> (String, String) {
 /// Write the same receipt to the mirror member (external mode).
 async fn mirror_write(
     cfg: &WriterConfig,
+    host: String,
     port: u16,
     mirror: &mut Option<Client>,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync); 3],
@@ -265,6 +270,7 @@ async fn mirror_write(
 ) {
     if mirror.is_none() {
         *mirror = connect(&WriterConfig {
+            host,
             port,
             ..cfg.clone()
         })

@@ -52,6 +52,9 @@ pub struct ClusterState {
     pub server: String,
     pub kubernetes_version: String,
     pub kubeconfig: PathBuf,
+    /// The operator binary the operator image maps to.
+    #[serde(default)]
+    pub operator_bin: Option<PathBuf>,
     /// Seconds from the start of `up` to ready.
     pub ready_after_s: f64,
 }
@@ -205,6 +208,7 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterState> {
         server: pki::server_url(),
         kubernetes_version: version.git_version,
         kubeconfig: absolute(&layout.admin_kubeconfig()),
+        operator_bin: opts.images.operator_bin.clone(),
         ready_after_s: started.elapsed().as_secs_f64(),
     };
     fs::write(layout.state_file(), serde_json::to_string_pretty(&state)?)?;

@@ -7,7 +7,8 @@
 //!   kube-proxy and CoreDNS, built from their Go modules (`scripts/install-deps kube`);
 //! - [`bootstrap`]: what the components need in the API before they start;
 //! - [`agent`]: the node agent, a kubelet that runs containers as host processes;
-//! - [`cluster`]: `up` and `down`.
+//! - [`cluster`]: `up` and `down`;
+//! - [`testing`]: what tests that need the real API server share.
 
 pub mod agent;
 pub mod bootstrap;
@@ -18,3 +19,4 @@ pub mod httpget;
 pub mod layout;
 pub mod net;
 pub mod pki;
+pub mod testing;

@@ -1,24 +1,27 @@
-//! `scenario <name>|all|list [--report FILE.json] [--runs N]`: run the local end-to-end
-//! scenarios (no cluster needed) and report recovery time, acknowledged commits lost and time
-//! to re-align, as JSON plus an SVG timeline beside it; the timeline goes to stdout.
+//! `scenario <name>|all|list [--report FILE.json] [--runs N]`: run the end-to-end scenarios
+//! on the local Kubernetes cluster (started here when none runs, reused when one does) with
+//! the operator installed by its Helm chart, and report recovery time, acknowledged commits
+//! lost and time to re-align, as JSON plus an SVG timeline beside it; the timeline goes to
+//! stdout.
 //!
-//! Jobs run the operator binary: `--operator-bin`, else `$RECEIPTDB_OPERATOR_BIN`, else
-//! `receiptdb-operator` beside this program (same target directory and profile). Launched by
-//! `cargo run`, this program first runs `cargo build -p receiptdb-operator` with its own
-//! profile, so the binary is always fresh.
+//! It needs the workspace built (`cargo build --workspace --tests --bins`, as scripts/demo and
+//! scripts/test do): the operator binary and `localcluster` beside this program, and the
+//! control plane in `.tools/bin` (`scripts/install-deps kube`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use e2e::cluster::{self, Cluster};
 use e2e::harness::Options;
 use e2e::report::{self, MultiReport, ScenarioReport};
 use e2e::scenarios;
 
 #[derive(Parser, Debug)]
-#[command(about = "Local end-to-end scenarios of receiptdb-operator (no cluster needed)")]
+#[command(about = "End-to-end scenarios of receiptdb-operator on a local Kubernetes cluster")]
 struct Cli {
     /// A scenario name, `all`, or `list`.
     scenario: String,
@@ -28,24 +31,29 @@ struct Cli {
     /// Run each scenario this many times and report p50/max.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Keep work directories (member volumes, logs) for post-mortems.
+    /// Keep every scenario's namespace (a failed scenario's is always kept).
     #[arg(long)]
     keep: bool,
-    /// The operator binary Jobs run.
+    /// Leave the cluster running at the end when this program started it (prints how to use
+    /// it and how to stop it).
+    #[arg(long)]
+    keep_cluster: bool,
+    /// The namespace of the (single) run; default: a fresh `e2e-<scenario>-...` per run. An
+    /// existing one is deleted first.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Nodes of a cluster started here.
+    #[arg(long, default_value_t = 3)]
+    nodes: u8,
+    /// The cluster's state directory (default: target/localcluster in the repository).
+    #[arg(long, env = "LOCALCLUSTER_DIR")]
+    cluster_dir: Option<PathBuf>,
+    /// The operator binary the operator image maps to (default: the one beside this program).
     #[arg(long, env = "RECEIPTDB_OPERATOR_BIN")]
     operator_bin: Option<PathBuf>,
-    /// PostgreSQL's programs.
-    #[arg(long, env = "PG_BINDIR", default_value = "/usr/lib/postgresql/15/bin")]
-    pg_bindir: PathBuf,
-    /// First restart delay of a crashed member container, like a kubelet's CrashLoopBackOff.
-    #[arg(long, default_value_t = 10_000)]
-    crash_backoff_ms: u64,
     /// Longest wait for any one expected state.
     #[arg(long, default_value_t = 180)]
     wait_timeout_s: u64,
-    /// Do not build the operator binary first.
-    #[arg(long)]
-    no_build: bool,
 }
 
 fn main() -> ExitCode {
@@ -55,7 +63,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    e2e::procs::install_panic_hook();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -66,16 +74,13 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         tokio::select! {
-            r = run(&cli) => r,
+            r = run_with_cluster(&cli) => r,
             _ = tokio::signal::ctrl_c() => {
-                e2e::procs::kill_all();
-                e2e::workdir::cleanup_all();
-                eprintln!("interrupted: child processes killed");
+                eprintln!("interrupted (the cluster and the scenario's namespace are left as they are)");
                 Ok(false)
             }
         }
     });
-    e2e::procs::kill_all();
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -86,7 +91,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli) -> Result<bool> {
+async fn run_with_cluster(cli: &Cli) -> Result<bool> {
     if cli.scenario == "list" {
         for s in scenarios::all() {
             println!("{:<32} {}", s.name, s.about);
@@ -104,29 +109,47 @@ async fn run(cli: &Cli) -> Result<bool> {
             ),
         }
     };
-    let opts = Options {
-        keep: cli.keep,
-        operator_bin: operator_binary(cli)?,
-        pg_bindir: cli.pg_bindir.clone(),
-        crash_backoff: Duration::from_millis(cli.crash_backoff_ms),
-        wait_timeout: Duration::from_secs(cli.wait_timeout_s),
-        max_requeue: Duration::from_millis(200),
-    };
-    if !opts.pg_bindir.join("postgres").exists() {
-        bail!(
-            "no PostgreSQL server in {} (apt-get install -y postgresql-15, or --pg-bindir)",
-            opts.pg_bindir.display()
-        );
+    if cli.namespace.is_some() && (chosen.len() > 1 || cli.runs > 1) {
+        bail!("--namespace is for a single run of a single scenario");
     }
+    let programs = cluster::programs(cli.operator_bin.clone(), cli.cluster_dir.clone())?;
+    let cluster = Arc::new(Cluster::ensure(&programs, cli.nodes).await?);
+    let outcome = async {
+        cluster.install_operator().await.with_context(|| {
+            format!(
+                "install the operator (cluster logs in {})",
+                cluster.logs().display()
+            )
+        })?;
+        eprintln!(
+            "Kubernetes {} (local cluster), operator installed by charts/receiptdb-operator",
+            cluster.server_version
+        );
+        let opts = Options {
+            keep: cli.keep,
+            wait_timeout: Duration::from_secs(cli.wait_timeout_s),
+            cluster: cluster.clone(),
+            namespace: cli.namespace.clone(),
+        };
+        run(cli, &chosen, &opts).await
+    }
+    .await;
+    let cluster =
+        Arc::try_unwrap(cluster).map_err(|_| anyhow::anyhow!("the cluster is still in use"))?;
+    cluster.finish(cli.keep_cluster)?;
+    outcome
+}
+
+async fn run(cli: &Cli, chosen: &[scenarios::Scenario], opts: &Options) -> Result<bool> {
     let mut all_passed = true;
     let mut summaries = Vec::new();
-    for s in &chosen {
+    for s in chosen {
         let mut reports: Vec<ScenarioReport> = Vec::new();
         for i in 0..cli.runs {
             if cli.runs > 1 {
                 eprintln!("-- {} run {}/{}", s.name, i + 1, cli.runs);
             }
-            let r = scenarios::run(s, &opts).await;
+            let r = scenarios::run(s, opts).await;
             if cli.runs == 1 {
                 print!("{}", report::timeline_text(&r));
             } else {
@@ -195,45 +218,4 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
     path.with_file_name(format!("{stem}{suffix}"))
-}
-
-/// The operator binary for Jobs (built first when launched by cargo).
-fn operator_binary(cli: &Cli) -> Result<PathBuf> {
-    if let Some(p) = &cli.operator_bin {
-        return Ok(p.clone());
-    }
-    let exe = std::env::current_exe().context("locate this program")?;
-    let dir = exe.parent().context("this program's directory")?;
-    if !cli.no_build {
-        if let (Ok(cargo), Ok(manifest_dir)) =
-            (std::env::var("CARGO"), std::env::var("CARGO_MANIFEST_DIR"))
-        {
-            let release = dir.file_name().is_some_and(|n| n == "release");
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.args([
-                "build",
-                "-q",
-                "-p",
-                "receiptdb-operator",
-                "--bin",
-                "receiptdb-operator",
-            ])
-            .current_dir(manifest_dir);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().context("build the operator binary")?;
-            if !status.success() {
-                bail!("building the operator binary failed");
-            }
-        }
-    }
-    let bin = dir.join("receiptdb-operator");
-    if !bin.exists() {
-        bail!(
-            "no operator binary at {}: build it (cargo build --release -p receiptdb-operator), or pass --operator-bin / RECEIPTDB_OPERATOR_BIN",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }

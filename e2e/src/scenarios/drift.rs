@@ -45,7 +45,8 @@ async fn drift(w: &mut World) -> Result<()> {
         .unwrap_or(Member::Primary);
     let other = active.other();
     let c = w
-        .member_target(other)?
+        .member_target(other)
+        .await?
         .connect(Duration::from_secs(10))
         .await
         .context("connect to the non-active member")?;

@@ -44,20 +44,12 @@ pub fn find(name: &str) -> Option<Scenario> {
 pub async fn run(s: &Scenario, opts: &Options) -> ScenarioReport {
     let mut world = match World::create(s.name, (s.spec)(), opts).await {
         Ok(w) => w,
-        Err(e) => {
-            crate::procs::kill_all();
-            return ScenarioReport::setup_failed(s.name, format!("{e:#}"));
-        }
+        Err(e) => return ScenarioReport::setup_failed(s.name, format!("{e:#}")),
     };
     let outcome = match world.bootstrap().await {
         Ok(()) => (s.body)(&mut world).await,
         Err(e) => Err(e.context("bootstrap")),
     };
     let failure = outcome.err().map(|e| format!("{e:#}"));
-    if failure.is_some() {
-        world.keep_work();
-    }
-    let report = world.finish(s.name, failure).await;
-    crate::procs::kill_all();
-    report
+    world.finish(s.name, failure).await
 }

@@ -1,5 +1,6 @@
-//! The operator dies mid-operation and a new one (a new Context, nothing but the API's state)
-//! carries on: during the failover, and during the rejoin Job.
+//! The operator dies mid-operation (its pod deleted with grace period 0: the process is
+//! killed mid-pass) and the replacement its Deployment starts, with nothing but the API's
+//! state, carries on: during the failover, and during the rejoin Job.
 
 use receiptdb_operator::crd::{Member, OperationKind, OperationStep};
 
@@ -23,7 +24,7 @@ pub fn scenarios() -> Vec<Scenario> {
                             || s.status.primary.fenced
                     })
                     .await?;
-                    w.controller.restart();
+                    w.kill_operator().await?;
                     fail_over_and_realign(w).await
                 })
             },
@@ -36,7 +37,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 Box::pin(async move {
                     w.crash(Member::Primary).await?;
                     w.wait_for("the rejoin Job to run", rejoin_running).await?;
-                    w.controller.restart();
+                    w.kill_operator().await?;
                     fail_over_and_realign(w).await
                 })
             },

@@ -1,0 +1,270 @@
+//! The local cluster the scenarios run on, and the operator installed into it by its own chart.
+//!
+//! A cluster already running on this machine (`localcluster up`) is reused when it maps the
+//! operator image to this build's operator binary; otherwise one is started (and stopped at the
+//! end unless asked to keep it). The operator is installed with `helm upgrade --install` of
+//! `charts/receiptdb-operator`, its CRD applied server-side first (Helm never upgrades CRDs), and
+//! its pod restarted when the cluster was reused, so it always runs this build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::Client;
+use localcluster::cluster::{self, ClusterState};
+use localcluster::layout::Layout;
+
+/// The namespace and release name of the operator.
+pub const OPERATOR_NAMESPACE: &str = "receiptdb-system";
+pub const RELEASE: &str = "receiptdb-operator";
+
+/// Where the programs and the chart are.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// The repository (charts, CRDs).
+    pub repo: PathBuf,
+    /// `localcluster`, built beside this program.
+    pub localcluster: PathBuf,
+    /// The operator binary the operator image maps to.
+    pub operator_bin: PathBuf,
+    /// helm, kubectl and the control plane (`scripts/install-deps kube`).
+    pub bin_dir: PathBuf,
+    /// The cluster's state directory.
+    pub state_dir: PathBuf,
+}
+
+/// A cluster the scenarios use.
+pub struct Cluster {
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    /// The API server's `/version` gitVersion.
+    pub server_version: String,
+    state_dir: PathBuf,
+    started_here: bool,
+    programs: Programs,
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Cluster {
+    /// Use the running cluster, or start one with `nodes` nodes.
+    pub async fn ensure(p: &Programs, nodes: u8) -> Result<Self> {
+        let (dir, started_here) = match cluster::running_dir() {
+            Some(dir) => {
+                let state: ClusterState = serde_json::from_slice(
+                    &std::fs::read(Layout::new(&dir).state_file()).with_context(|| {
+                        format!("read the running cluster's state in {}", dir.display())
+                    })?,
+                )?;
+                if state.operator_bin.as_deref() != Some(p.operator_bin.as_path()) {
+                    bail!(
+                        "the local cluster running from {} maps the operator image to {:?}, not to this build's {}: stop it (`localcluster down --dir {}`) or run this build's scenario program",
+                        dir.display(),
+                        state.operator_bin,
+                        p.operator_bin.display(),
+                        dir.display()
+                    );
+                }
+                eprintln!("using the local cluster running from {}", dir.display());
+                (dir, false)
+            }
+            None => {
+                eprintln!("starting a local cluster in {} ...", p.state_dir.display());
+                let out = run(
+                    Command::new(&p.localcluster)
+                        .arg("--dir")
+                        .arg(&p.state_dir)
+                        .arg("up")
+                        .arg("--nodes")
+                        .arg(nodes.to_string())
+                        .arg("--bin-dir")
+                        .arg(&p.bin_dir)
+                        .arg("--operator-bin")
+                        .arg(&p.operator_bin)
+                        .env("RUST_LOG", "warn"),
+                    "localcluster up",
+                )?;
+                eprint!("{out}");
+                (p.state_dir.clone(), true)
+            }
+        };
+        let layout = Layout::new(&dir);
+        let client = cluster::admin_client(&layout).await?;
+        let server_version = client
+            .apiserver_version()
+            .await
+            .context("read the API server's version")?
+            .git_version;
+        Ok(Self {
+            client,
+            kubeconfig: layout.admin_kubeconfig(),
+            server_version,
+            state_dir: dir,
+            started_here,
+            programs: p.clone(),
+        })
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(self.programs.bin_dir.join(name));
+        c.env("KUBECONFIG", &self.kubeconfig);
+        c
+    }
+
+    /// Install (or upgrade) the operator with its chart and wait until its pod is ready.
+    pub async fn install_operator(&self) -> Result<()> {
+        let repo = &self.programs.repo;
+        run(
+            self.tool("kubectl")
+                .args(["apply", "--server-side", "--force-conflicts", "-f"])
+                .arg(repo.join("crds")),
+            "kubectl apply the CRD",
+        )?;
+        run(
+            self.tool("helm")
+                .args(["upgrade", "--install", RELEASE])
+                .arg(repo.join("charts/receiptdb-operator"))
+                .args([
+                    "--namespace",
+                    OPERATOR_NAMESPACE,
+                    "--create-namespace",
+                    "--wait",
+                    "--timeout",
+                    "120s",
+                ]),
+            "helm upgrade --install",
+        )?;
+        if !self.started_here {
+            self.restart_operator().await?;
+        }
+        self.wait_operator_ready(Duration::from_secs(120)).await
+    }
+
+    /// Roll the operator's Deployment (a new pod runs the current binary).
+    pub async fn restart_operator(&self) -> Result<()> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        let now = jiff::Timestamp::now().to_string();
+        api.patch(
+            RELEASE,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"receiptdb.io/restarted-at": now}}}}})),
+        )
+        .await
+        .context("restart the operator's Deployment")?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(())
+    }
+
+    /// Wait until exactly one operator pod runs and is ready.
+    pub async fn wait_operator_ready(&self, timeout: Duration) -> Result<()> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        let lp = ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let list = pods.list(&lp).await.context("list the operator's pods")?;
+            let live: Vec<&Pod> = list
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            if live.len() == 1 && crate::observer::pod_ready(live[0]) && list.items.len() == 1 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the operator's pod is not ready after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The operator pod's name.
+    pub async fn operator_pod(&self) -> Result<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        let lp = ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator");
+        pods.list(&lp)
+            .await?
+            .items
+            .into_iter()
+            .find(|p| p.metadata.deletion_timestamp.is_none())
+            .and_then(|p| p.metadata.name)
+            .context("no operator pod")
+    }
+
+    /// Where the cluster keeps its logs (for failure messages).
+    pub fn logs(&self) -> PathBuf {
+        Layout::new(&self.state_dir).logs()
+    }
+
+    /// Stop the cluster when this program started it, unless `keep`.
+    pub fn finish(self, keep: bool) -> Result<()> {
+        if !self.started_here {
+            return Ok(());
+        }
+        if keep {
+            eprintln!(
+                "the local cluster keeps running: export KUBECONFIG={}\n  stop it with: {} --dir {} down",
+                self.kubeconfig.display(),
+                self.programs.localcluster.display(),
+                self.state_dir.display()
+            );
+            return Ok(());
+        }
+        run(
+            Command::new(&self.programs.localcluster)
+                .arg("--dir")
+                .arg(&self.state_dir)
+                .arg("down"),
+            "localcluster down",
+        )
+        .map(|_| ())
+    }
+}
+
+/// The programs and paths of this build: binaries beside this program, the repository from
+/// where the crate was built.
+pub fn programs(operator_bin: Option<PathBuf>, state_dir: Option<PathBuf>) -> Result<Programs> {
+    let exe = std::env::current_exe().context("locate this program")?;
+    let dir = exe
+        .parent()
+        .context("this program's directory")?
+        .to_path_buf();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the repository")?
+        .to_path_buf();
+    let operator_bin = operator_bin.unwrap_or_else(|| dir.join("receiptdb-operator"));
+    let localcluster = dir.join("localcluster");
+    for (what, p) in [
+        ("the operator binary", &operator_bin),
+        ("localcluster", &localcluster),
+    ] {
+        if !p.exists() {
+            bail!(
+                "{what} is not built at {}: build the workspace first (scripts/demo and scripts/test do: cargo build --workspace --tests --bins)",
+                p.display()
+            );
+        }
+    }
+    Ok(Programs {
+        state_dir: state_dir.unwrap_or_else(|| repo.join("target/localcluster")),
+        bin_dir: repo.join(".tools/bin"),
+        repo,
+        localcluster,
+        operator_bin,
+    })
+}
