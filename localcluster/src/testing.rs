@@ -54,15 +54,29 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// Delete the namespace (everything in it goes with it). On a thread of its own with its own
+    /// client: the test's runtime is ending when this runs.
     fn drop(&mut self) {
-        let (client, name) = (self.client.clone(), self.name.clone());
-        // Best effort, in the background of whatever runtime is left.
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(async move {
-                let _ = Api::<Namespace>::all(client)
+        let name = self.name.clone();
+        let _ = &self.client;
+        let deleted = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = cluster::admin_client(&Layout::new(cluster::running_dir()?))
+                    .await
+                    .ok()?;
+                Api::<Namespace>::all(client)
                     .delete(&name, &DeleteParams::default())
-                    .await;
-            });
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(deleted, Ok(Some(_))) {
+            eprintln!("could not delete test namespace {}", self.name);
         }
     }
 }

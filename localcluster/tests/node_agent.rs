@@ -206,7 +206,18 @@ async fn readiness_by_http_get_and_a_service_reached_by_its_dns_name() {
         "metadata": {"name": "client"},
         "spec": {"restartPolicy": "Never", "containers": [{
             "name": "main", "image": IMAGE,
-            "command": ["python3", "-c", "import urllib.request; open('/dev/termination-log', 'w').write(urllib.request.urlopen('http://web/hostname', timeout=10).read().decode().strip())"],
+            // Retried for a while, as a client would: the new Service reaches every node's
+            // kube-proxy within its sync period.
+            "command": ["python3", "-c", concat!(
+                "import time, urllib.request\n",
+                "for _ in range(100):\n",
+                "    try:\n",
+                "        body = urllib.request.urlopen('http://web/hostname', timeout=5).read()\n",
+                "        break\n",
+                "    except OSError:\n",
+                "        time.sleep(0.2)\n",
+                "open('/dev/termination-log', 'w').write(body.decode().strip())\n",
+            )],
         }]},
     }))
     .await;

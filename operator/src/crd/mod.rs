@@ -101,9 +101,10 @@ impl ReceiptDbPair {
 }
 
 /// The CRD, as generated from the types, with two corrections the real API server asked for:
-/// - an optional enum's schema is `nullable` with `null` also among its `enum` values; the API
-///   server refuses an explicit `null` in it ("Unsupported value: null"). `nullable` alone says
-///   it, so `null` leaves the `enum` lists;
+/// - an optional enum's schema lists `null` among its `enum` values beside `nullable`. The API
+///   server refuses an explicit null in such a field all the same ("Unsupported value: null":
+///   it checks a null against the allowed values), so the list names only what it admits; such
+///   a field is unset by leaving it out, and the operator never writes a null;
 /// - unsigned integers carry `format: uint32`, which the API server does not know and warns
 ///   about on every apply (`unrecognized format "uint32"`); a minimum and maximum say it.
 pub fn crd() -> apiext::CustomResourceDefinition {

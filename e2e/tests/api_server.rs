@@ -1,0 +1,265 @@
+//! The CRD and the chart on the real API server of the running local cluster: each CEL rule
+//! refuses a bad pair with its documented message (server-side apply, dry run), both examples
+//! are admitted, and the chart installs and its operator pod becomes ready under the chart's
+//! RBAC.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use localcluster::layout::Layout;
+use localcluster::testing::{client, cluster_dir, TestNamespace};
+use receiptdb_operator::crd::ReceiptDbPair;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The CRD as the code generates it (the committed files are checked to be the same), applied
+/// server-side and established.
+async fn with_crd() -> Client {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let c = client().await;
+    let crd = receiptdb_operator::crd::crd();
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let api: Api<CustomResourceDefinition> = Api::all(c.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply("api-server-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the CRD");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let established = api
+            .get(&name)
+            .await
+            .expect("read the CRD")
+            .status
+            .is_some_and(|s| {
+                s.conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        if established {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the CRD is not established"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn pair(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "receiptdb.io/v1alpha1",
+        "kind": "ReceiptDbPair",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+/// Server-side apply of `obj`, as `kubectl apply --server-side --dry-run=server` does.
+async fn apply(
+    c: &Client,
+    ns: &str,
+    obj: &Value,
+    dry_run: bool,
+) -> Result<ReceiptDbPair, kube::Error> {
+    let api: Api<ReceiptDbPair> = Api::namespaced(c.clone(), ns);
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut pp = PatchParams::apply("api-server-test").force();
+    pp.dry_run = dry_run;
+    api.patch(&name, &pp, &Patch::Apply(obj)).await
+}
+
+fn refused_with(r: Result<ReceiptDbPair, kube::Error>, message: &str) {
+    match r {
+        Ok(_) => panic!("the API server admitted a pair its rule should refuse ({message})"),
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422, "{e:?}");
+            assert!(
+                e.message.contains(message),
+                "expected {message:?} in {:?}",
+                e.message
+            );
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn each_cel_rule_refuses_a_bad_pair_with_its_message() {
+    let c = with_crd().await;
+    let ns = TestNamespace::new(&c, "crd-rules").await;
+    let cases = [
+        (
+            "a".repeat(41),
+            json!({}),
+            "the pair's name must be at most 40 characters",
+        ),
+        (
+            "orca".into(),
+            json!({"replication": {"mode": "external", "synchronous": true}}),
+            "synchronous replication needs mode: streaming",
+        ),
+        (
+            "orca".into(),
+            json!({"backup": {"schedule": "0 3 * * *"}}),
+            "backup.schedule needs backup.target",
+        ),
+        (
+            "orca".into(),
+            json!({"backup": {"schedule": "0 3 * * *", "target": {
+                "pvc": {"claimName": "b"},
+                "s3": {"endpoint": "https://s3.example", "bucket": "b", "credentialsSecret": "c"}}}}),
+            "set exactly one of pvc or s3",
+        ),
+    ];
+    for (name, spec, message) in cases {
+        refused_with(apply(&c, &ns.name, &pair(&name, spec), true).await, message);
+    }
+    // The same names and shapes pass when the rule holds.
+    apply(&c, &ns.name, &pair(&"a".repeat(40), json!({})), true)
+        .await
+        .expect("a 40-character name");
+}
+
+#[tokio::test]
+async fn transition_rules_refuse_changes_after_creation() {
+    let c = with_crd().await;
+    let ns = TestNamespace::new(&c, "crd-transitions").await;
+    let spec = json!({"storage": {"size": "1Gi"}, "clientService": {"name": "receipts"}});
+    apply(&c, &ns.name, &pair("orca", spec), false)
+        .await
+        .expect("create the pair");
+    refused_with(
+        apply(
+            &c,
+            &ns.name,
+            &pair(
+                "orca",
+                json!({"storage": {"size": "2Gi"}, "clientService": {"name": "receipts"}}),
+            ),
+            true,
+        )
+        .await,
+        "storage.size and storage.storageClassName cannot change after creation",
+    );
+    refused_with(
+        apply(
+            &c,
+            &ns.name,
+            &pair(
+                "orca",
+                json!({"storage": {"size": "1Gi"}, "clientService": {"name": "clinic"}}),
+            ),
+            true,
+        )
+        .await,
+        "clientService.name cannot change",
+    );
+    apply(&c, &ns.name, &pair("orca", json!({"storage": {"size": "1Gi"}, "clientService": {"name": "receipts"}, "failover": {"delaySeconds": 5}})), true)
+        .await
+        .expect("other fields may change");
+}
+
+#[tokio::test]
+async fn both_examples_are_admitted() {
+    let c = with_crd().await;
+    let ns = TestNamespace::new(&c, "examples").await;
+    for file in ["examples/pair.yaml", "examples/pair-full.yaml"] {
+        let text = std::fs::read_to_string(repo().join(file)).expect("the example");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+            if v["kind"] != "ReceiptDbPair" {
+                continue;
+            }
+            let admitted = apply(&c, &ns.name, &v, true).await;
+            assert!(admitted.is_ok(), "{file} refused: {admitted:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_chart_installs_and_its_operator_runs_under_its_rbac() {
+    let c = with_crd().await;
+    let ns = TestNamespace::new(&c, "chart").await;
+    let kubeconfig = Layout::new(cluster_dir()).admin_kubeconfig();
+    let helm = repo().join(".tools/bin/helm");
+    let release = format!("chart-{}", &ns.name[ns.name.len() - 6..]);
+    let out = Command::new(&helm)
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["install", &release])
+        .arg(repo().join("charts/receiptdb-operator"))
+        .args([
+            "--namespace",
+            &ns.name,
+            "--set",
+            &format!("watchNamespace={}", ns.name),
+        ])
+        .args(["--wait", "--timeout", "120s"])
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm install: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods: Api<Pod> = Api::namespaced(c.clone(), &ns.name);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator"))
+        .await
+        .expect("list");
+    assert_eq!(list.items.len(), 1);
+    let p = &list.items[0];
+    assert!(localcluster::testing::ready(p), "{:?}", p.status);
+    assert_eq!(
+        p.spec.clone().unwrap_or_default().service_account_name,
+        Some(format!("{release}-receiptdb-operator")),
+        "it runs as the chart's ServiceAccount"
+    );
+    // With watchNamespace, the operator's rights are a Role in that namespace: a pair there is
+    // reconciled (its Secrets and Services appear), proving the Role lets it work.
+    let p: ReceiptDbPair = serde_json::from_value(pair("orca", json!({}))).expect("pair");
+    Api::<ReceiptDbPair>::namespaced(c.clone(), &ns.name)
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create a pair");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), &ns.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while secrets
+        .get_opt("orca-superuser")
+        .await
+        .expect("read")
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator made no Secret in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = Command::new(&helm)
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["uninstall", &release, "--namespace", &ns.name, "--wait"])
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm uninstall: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
