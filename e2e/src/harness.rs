@@ -516,6 +516,12 @@ impl World {
             checks,
             failure,
             write_errors: by_code,
+            write_errors_after_fault: errors
+                .iter()
+                .filter(|e| fault.is_some_and(|f| e.t_ms >= f))
+                .take(200)
+                .cloned()
+                .collect(),
             unexpected_write_errors: errors.into_iter().filter(|e| !e.expected).collect(),
             duration_ms: self.timeline.now_ms(),
             timeline: events,

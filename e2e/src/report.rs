@@ -47,6 +47,9 @@ pub struct ScenarioReport {
     pub write_errors: std::collections::BTreeMap<String, usize>,
     /// Errors outside the guide's "reconnect and retry" set.
     pub unexpected_write_errors: Vec<WriteError>,
+    /// The writer's errors from the fault on (the first 200): when each attempt failed and
+    /// why, to see where the outage's time went.
+    pub write_errors_after_fault: Vec<WriteError>,
     pub duration_ms: u64,
     pub timeline: Vec<Event>,
     pub service_history: Vec<Selection>,
@@ -176,6 +179,7 @@ impl ScenarioReport {
             failure: Some(why),
             write_errors: Default::default(),
             unexpected_write_errors: Vec::new(),
+            write_errors_after_fault: Vec::new(),
             duration_ms: 0,
             timeline: Vec::new(),
             service_history: Vec::new(),

@@ -309,6 +309,35 @@ fn failover_target_dying_mid_promotion_is_reported_and_resumed() {
     assert_eq!(w.lost_on(S), 0);
 }
 
+/// The Service leaves the active member as soon as Kubernetes counts its pod out (not ready),
+/// before any failover, so that the failover's switch to the new member comes long after this
+/// change (kube-proxy programs changes at most once per second); a member the operator cannot
+/// reach but whose pod is ready keeps its clients until the failover.
+#[test]
+fn the_service_leaves_an_active_member_whose_pod_is_not_ready() {
+    let mut w = healthy_world(|s| s.failover.delay_seconds = 2);
+    let mut obs = w.observe();
+    obs.primary.probe = Some(Err("timeout".into()));
+    let d = decide(&w.pair, &obs, w.now);
+    assert_eq!(
+        d.desired.unwrap().service_selects,
+        Some(P),
+        "unreachable, pod ready"
+    );
+    w.crash(P);
+    let d = w.pass(None, false);
+    assert!(d.status.operation.is_none(), "no failover yet");
+    assert_eq!(d.status.active_member, Some(P));
+    assert_eq!(d.desired.unwrap().service_selects, None, "pod not ready");
+    w.repair(P);
+    let d = w.pass(None, false);
+    assert_eq!(
+        d.desired.unwrap().service_selects,
+        Some(P),
+        "back once ready"
+    );
+}
+
 #[test]
 fn partitioned_active_counts_as_failing() {
     let mut w = healthy_world(|_| {});

@@ -128,6 +128,13 @@ async fn both_crash(w: &mut World) -> Result<()> {
 async fn primary_crash_manual_failback(w: &mut World) -> Result<()> {
     w.crash(Member::Primary).await?;
     fail_over_and_realign(w).await?;
+    // A person asks for the switchback once both members are healthy: a re-aligned standby
+    // accepts connections (and its pod is ready) only once it has replayed to a consistent
+    // point, which can take a few seconds after it streams in sync.
+    w.wait_for("both members healthy on the secondary", |s| {
+        healthy_on(s, Member::Secondary)
+    })
+    .await?;
     w.pause(Duration::from_secs(3)).await?;
     let still = w.observer.latest().and_then(|s| s.status.active_member);
     w.check(

@@ -29,8 +29,8 @@ const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 const NODE_ANNOTATION: &str = "localcluster.receiptdb.io/node";
 
 enum Item {
-    Claim(PersistentVolumeClaim),
-    Volume(PersistentVolume),
+    Claim(Box<PersistentVolumeClaim>),
+    Volume(Box<PersistentVolume>),
 }
 
 /// Watch claims and volumes for as long as the agent runs.
@@ -41,14 +41,14 @@ pub async fn run(agent: Arc<Agent>) -> Result<()> {
     )
     .default_backoff()
     .applied_objects()
-    .map(|r| r.map(Item::Claim));
+    .map(|r| r.map(|c| Item::Claim(Box::new(c))));
     let volumes = watcher(
         Api::<PersistentVolume>::all(agent.client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .applied_objects()
-    .map(|r| r.map(Item::Volume));
+    .map(|r| r.map(|v| Item::Volume(Box::new(v))));
     let mut both = futures::stream::select(claims.boxed(), volumes.boxed());
     while let Some(item) = both.next().await {
         let r = match item {

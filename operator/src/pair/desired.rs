@@ -10,10 +10,27 @@ use super::Desired;
 ///
 /// A member runs when it holds initialised data and is not fenced (a stale member in
 /// streaming mode is always fenced). The Service selects the active member only when it may
-/// serve: never a stale or fenced member, nothing while no member is active.
+/// serve (never a stale or fenced member, nothing while no member is active) and its pod is
+/// ready.
+///
+/// The pod's readiness changes nothing for clients (an EndpointSlice gives a pod that is not
+/// ready no traffic), but it moves the selector's change to when Kubernetes counts the member
+/// out: a failover's two changes (away from the old member, to the new one) are then seconds
+/// apart instead of a few hundred milliseconds, and kube-proxy, which programs changes at most
+/// once per `minSyncPeriod` (1 s by default), applies the new member at once. Measured on the
+/// local cluster, the held-back change cost 600 ms of a 3 s outage.
 pub(crate) fn compute(cx: &Cx) -> Desired {
     let runs = |m: Member| i32::from(cx.member(m).initialized && !cx.member(m).fenced);
-    let service_selects = cx.status.active_member.filter(|&m| cx.may_serve(m));
+    let pod_ready = |m: Member| {
+        cx.seen(m)
+            .pod
+            .as_ref()
+            .is_some_and(|p| p.ready && !p.terminating)
+    };
+    let service_selects = cx
+        .status
+        .active_member
+        .filter(|&m| cx.may_serve(m) && pod_ready(m));
     Desired {
         primary_replicas: runs(Member::Primary),
         secondary_replicas: runs(Member::Secondary),
