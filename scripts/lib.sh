@@ -45,11 +45,8 @@ CRD_FILES=(
 # Print the CRD as the code generates it (`receiptdb-operator crd`), with a header naming its
 # source. Build output goes to stderr, so stdout is the YAML alone.
 #
-# The binary is built in the same cargo invocation shape as the tests (`--workspace --tests
-# --bins`) rather than with `cargo run -p receiptdb-operator`: cargo unifies dependency features
-# per invocation, and the test build turns on features of dev-dependencies (the in-memory API
-# client enables more of kube), so a lone `cargo run` recompiles the whole kube/k8s-openapi stack
-# with a second feature set (7 minutes in CI). This way, after scripts/test, it costs seconds.
+# The binary comes from build_workspace (below), the one build every script shares, so after
+# scripts/test this costs seconds.
 generate_crd() {
     if ! build_workspace -q >&2; then
         # Another crate may be mid-change; the CRD only needs the operator.

@@ -100,10 +100,10 @@ pub struct Observer {
 }
 
 enum Change {
-    Pair(ReceiptDbPair),
+    Pair(Box<ReceiptDbPair>),
     Service,
-    Slices(EndpointSlice, bool),
-    Pod(Pod, bool),
+    Slices(Box<EndpointSlice>, bool),
+    Pod(Box<Pod>, bool),
     Event(Box<K8sEvent>),
 }
 
@@ -153,7 +153,7 @@ impl Observer {
                 applied(e)
                     .into_iter()
                     .filter(|(_, live)| *live)
-                    .map(|(p, _)| Change::Pair(p))
+                    .map(|(p, _)| Change::Pair(Box::new(p)))
                     .collect()
             }),
             changes(services.clone(), by_name(service), |e| {
@@ -165,14 +165,14 @@ impl Observer {
                 |e| {
                     applied(e)
                         .into_iter()
-                        .map(|(s, live)| Change::Slices(s, live))
+                        .map(|(s, live)| Change::Slices(Box::new(s), live))
                         .collect()
                 },
             ),
             changes(pods, watcher::Config::default(), |e| {
                 applied(e)
                     .into_iter()
-                    .map(|(p, live)| Change::Pod(p, live))
+                    .map(|(p, live)| Change::Pod(Box::new(p), live))
                     .collect()
             }),
             changes(events, watcher::Config::default(), |e| {
@@ -194,12 +194,12 @@ impl Observer {
             let mut seen_events = BTreeSet::new();
             while let Some(change) = all.next().await {
                 match change {
-                    Change::Pair(p) => pair = Some(p),
+                    Change::Pair(p) => pair = Some(*p),
                     Change::Service => {}
                     Change::Slices(s, live) => {
                         let key = s.name_any();
                         if live {
-                            endpoint_slices.insert(key, s);
+                            endpoint_slices.insert(key, *s);
                         } else {
                             endpoint_slices.remove(&key);
                         }
@@ -336,7 +336,7 @@ fn endpoints(
     let mut matched = BTreeSet::new();
     let mut ready = BTreeSet::new();
     for s in slices.values() {
-        for e in &s.endpoints {
+        for e in s.endpoints.iter().flatten() {
             let name = e
                 .target_ref
                 .as_ref()

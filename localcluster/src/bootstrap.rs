@@ -75,7 +75,7 @@ async fn role_for(
     let binding = ClusterRoleBinding {
         metadata: meta(name),
         role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "ClusterRole".into(),
             name: name.into(),
         },
@@ -217,7 +217,7 @@ pub async fn apply_all(client: &Client) -> Result<()> {
             ..ObjectMeta::default()
         },
         address_type: "IPv4".into(),
-        endpoints: vec![Endpoint {
+        endpoints: Some(vec![Endpoint {
             addresses: vec![GATEWAY.to_string()],
             conditions: Some(EndpointConditions {
                 ready: Some(true),
@@ -225,7 +225,7 @@ pub async fn apply_all(client: &Client) -> Result<()> {
                 terminating: Some(false),
             }),
             ..Endpoint::default()
-        }],
+        }]),
         ports: Some(
             dns_ports
                 .iter()

@@ -263,6 +263,31 @@ fn failover_waits_for_the_delay_then_fences_before_promoting() {
     assert_eq!(w.lost_on(S), 0);
 }
 
+/// The status goes through the API server as JSON between passes; the time the delay counts
+/// from must keep its fraction of a second there (a `metav1.Time` is cut to the second, which
+/// let a failover start after 1.1 s of a 2 s delay on the real cluster).
+#[test]
+fn the_failover_delay_counts_from_when_failing_began_to_the_millisecond() {
+    let mut w = healthy_world(|s| s.failover.delay_seconds = 2);
+    let into_second = w.now.subsec_nanosecond() / 1_000_000;
+    w.tick(900 - i64::from(into_second) + 1000, false);
+    w.crash(P);
+    w.pass(None, false);
+    assert!(w.status().primary.failing_since.is_some());
+    let through_the_api = serde_json::to_value(&w.pair.status).unwrap();
+    w.pair.status = serde_json::from_value(through_the_api).unwrap();
+    w.tick(1200, false);
+    let d = w.pass(None, false);
+    assert!(
+        d.status.operation.is_none(),
+        "1.2 s into a 2 s delay: no failover yet ({:?})",
+        d.status.operation
+    );
+    w.tick(900, false);
+    let d = w.pass(None, false);
+    assert!(d.status.operation.is_some(), "2.1 s: failing over");
+}
+
 #[test]
 fn failover_target_dying_mid_promotion_is_reported_and_resumed() {
     let mut w = healthy_world(|s| s.failover.delay_seconds = 2);

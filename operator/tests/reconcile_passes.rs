@@ -604,7 +604,7 @@ async fn finished_backup_job(e: &Env, name: &str, at: &str, ok: bool, report: se
     pair.spec = spec;
     let cron = receiptdb_operator::resources::cronjob::backup_cronjob(&pair, &e.ctx.config)
         .expect("a CronJob for a scheduled PVC backup");
-    let template = cron.spec.unwrap().job_template;
+    let template = cron.spec.job_template;
     let job = Job {
         metadata: kube::api::ObjectMeta {
             name: Some(name.into()),

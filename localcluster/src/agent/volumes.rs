@@ -358,8 +358,8 @@ async fn request_token(
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".into());
     let req = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: audiences.to_vec(),
+        spec: Some(TokenRequestSpec {
+            audiences: Some(audiences.to_vec()),
             expiration_seconds: Some(seconds),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
@@ -367,7 +367,7 @@ async fn request_token(
                 name: pod.metadata.name.clone(),
                 uid: pod.metadata.uid.clone(),
             }),
-        },
+        }),
         ..TokenRequest::default()
     };
     let api: Api<ServiceAccount> = Api::namespaced(agent.client.clone(), &ns);
@@ -376,7 +376,7 @@ async fn request_token(
         .await
         .map_err(|e| format!("request a token for ServiceAccount {sa}: {e}"))?;
     resp.status
-        .map(|s| s.token)
+        .and_then(|s| s.token)
         .ok_or_else(|| format!("the token request for ServiceAccount {sa} returned no token"))
 }
 

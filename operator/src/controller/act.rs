@@ -107,16 +107,13 @@ fn target(
     pair: &ReceiptDbPair,
     member: Member,
     observed: &Observed,
-    ctx: &Context,
     action: &'static str,
 ) -> Result<MemberTarget, Error> {
-    observed
-        .target(pair, member, ctx)
-        .ok_or_else(|| Error::Member {
-            action,
-            member,
-            message: "the superuser password Secret is not available".into(),
-        })
+    observed.target(pair, member).ok_or_else(|| Error::Member {
+        action,
+        member,
+        message: "the superuser password Secret is not available".into(),
+    })
 }
 
 /// Carry out decide's actions in order; the first failure ends the pass (the next pass
@@ -165,7 +162,7 @@ pub async fn run_actions(
                 }
             }
             Action::Promote { member } => {
-                let t = target(pair, *member, observed, ctx, "promote")?;
+                let t = target(pair, *member, observed, "promote")?;
                 ctx.members
                     .promote(&t)
                     .await
@@ -173,21 +170,21 @@ pub async fn run_actions(
                 tracing::info!(%member, "promoted");
             }
             Action::FenceWrites { member } => {
-                let t = target(pair, *member, observed, ctx, "fence writes")?;
+                let t = target(pair, *member, observed, "fence writes")?;
                 ctx.members
                     .fence_writes(&t)
                     .await
                     .map_err(member_err("fence writes", *member))?;
             }
             Action::UnfenceWrites { member } => {
-                let t = target(pair, *member, observed, ctx, "unfence writes")?;
+                let t = target(pair, *member, observed, "unfence writes")?;
                 ctx.members
                     .unfence_writes(&t)
                     .await
                     .map_err(member_err("unfence writes", *member))?;
             }
             Action::SetSynchronousStandby { on, standby } => {
-                let t = target(pair, *on, observed, ctx, "set synchronous standby")?;
+                let t = target(pair, *on, observed, "set synchronous standby")?;
                 ctx.members
                     .set_synchronous_standby(&t, standby.map(Member::as_str))
                     .await

@@ -1,6 +1,5 @@
-//! The reconcile context, built once at startup (or once per test), and the seams that let the
-//! same reconcile code run against a real cluster, the in-memory API and local processes:
-//! [`MemberClient`] (SQL on a member) and [`AddressResolver`] (where a member is).
+//! The reconcile context, built once at startup (or once per test), and the seam that lets the
+//! reconcile tests run without PostgreSQL: [`MemberClient`] (SQL on a member).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,10 +11,10 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use receiptdb_postgres::member::Secret;
 
-use crate::crd::{Member, ReceiptDbPair};
+use crate::crd::Member;
 use crate::metrics::Metrics;
 use crate::pair::ServerProbe;
-use crate::resources::{member_host, OperatorConfig};
+use crate::resources::OperatorConfig;
 
 /// One member's server, as the controller connects to it: superuser, `postgres` database. The
 /// password is a [`Secret`], so printing a target never prints it.
@@ -59,35 +58,6 @@ pub trait MemberClient: Send + Sync {
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 
-/// Where a member's server is reachable from the operator. In a cluster that is the member's
-/// headless Service; the local scenario suite maps members to `127.0.0.1:<port>`.
-pub trait AddressResolver: Send + Sync {
-    /// Host and port of `member` of `pair`.
-    fn address(&self, pair: &ReceiptDbPair, member: Member) -> (String, u16);
-}
-
-impl<F> AddressResolver for F
-where
-    F: Fn(&ReceiptDbPair, Member) -> (String, u16) + Send + Sync,
-{
-    fn address(&self, pair: &ReceiptDbPair, member: Member) -> (String, u16) {
-        self(pair, member)
-    }
-}
-
-/// The in-cluster resolver: `<pair>-<member>.<ns>.svc` and the spec's port.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServiceDns;
-
-impl AddressResolver for ServiceDns {
-    fn address(&self, pair: &ReceiptDbPair, member: Member) -> (String, u16) {
-        (
-            member_host(pair, member),
-            u16::try_from(pair.spec.postgres.port).unwrap_or(5432),
-        )
-    }
-}
-
 /// Everything a reconcile pass needs besides the pair itself.
 pub struct Context {
     /// The Kubernetes client (a real one, or the in-memory API in tests).
@@ -96,8 +66,6 @@ pub struct Context {
     pub config: OperatorConfig,
     /// SQL on members.
     pub members: Arc<dyn MemberClient>,
-    /// Where members are.
-    pub addresses: Arc<dyn AddressResolver>,
     /// Publishes Events on pairs.
     pub recorder: Recorder,
     /// Prometheus metrics.
@@ -108,7 +76,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with the in-cluster address resolver, the system clock and fresh metrics.
+    /// A context with the system clock and fresh metrics.
     pub fn new(client: Client, config: OperatorConfig, members: Arc<dyn MemberClient>) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -121,7 +89,6 @@ impl Context {
             client,
             config,
             members,
-            addresses: Arc::new(ServiceDns),
             recorder,
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(Timestamp::now),
@@ -137,12 +104,6 @@ impl Context {
             OperatorConfig::new("receiptdb-operator:test"),
             members,
         )
-    }
-
-    /// Replace the address resolver (the local scenario suite maps members to local ports).
-    pub fn with_addresses(mut self, addresses: Arc<dyn AddressResolver>) -> Self {
-        self.addresses = addresses;
-        self
     }
 
     /// Replace the clock (tests that step time).

@@ -1,10 +1,9 @@
 //! The controller: watches pairs and what they own, and reconciles each pair with observe,
 //! decide (the pure [`crate::pair::decide`]), act.
 //!
-//! - [`context`]: the [`Context`] built once, and the member seams ([`MemberClient`],
-//!   [`AddressResolver`]).
+//! - [`context`]: the [`Context`] built once, and the member seam ([`MemberClient`]).
 //! - [`observe`], [`act`], [`status`]: the steps that talk to the cluster or the members.
-//! - [`reconcile`]: the pipeline; [`reconcile_once`] runs one pass (the scenario suite's entry).
+//! - [`reconcile`]: the pipeline; [`reconcile_once`] runs one pass (the reconcile tests' entry).
 //! - [`error`]: the error type and the retry policy.
 
 pub mod act;
@@ -27,7 +26,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Client, ResourceExt};
 
-pub use context::{AddressResolver, Context, MemberClient, MemberTarget, ServiceDns};
+pub use context::{Context, MemberClient, MemberTarget};
 pub use error::{error_policy, retry_delay, Error};
 pub use postgres_members::{server_probe, PostgresMembers};
 pub use reconcile::{reconcile, reconcile_once};

@@ -21,7 +21,7 @@ use crate::pair::{
     SyncRequest,
 };
 use crate::resources::secrets::{generated, password_in, password_ref, PasswordRole};
-use crate::resources::{labels, params, services};
+use crate::resources::{labels, member_host, params, services};
 
 /// What observe found: decide's input plus what act needs to carry out the decision.
 #[derive(Debug, Clone, Default)]
@@ -59,18 +59,13 @@ impl Observed {
     }
 
     /// The SQL target of a member, when the superuser password is known.
-    pub fn target(
-        &self,
-        pair: &ReceiptDbPair,
-        member: Member,
-        ctx: &Context,
-    ) -> Option<MemberTarget> {
+    pub fn target(&self, pair: &ReceiptDbPair, member: Member) -> Option<MemberTarget> {
         let password = self.superuser_password.clone()?;
-        let (host, port) = ctx.addresses.address(pair, member);
         Some(MemberTarget {
             member,
-            host,
-            port,
+            // The member's headless Service (it publishes not-ready addresses).
+            host: member_host(pair, member),
+            port: u16::try_from(pair.spec.postgres.port).unwrap_or(5432),
             user: pair.spec.postgres.superuser.clone(),
             password,
         })
@@ -151,7 +146,7 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
     let timeout = Duration::from_secs(u64::from(pair.spec.failover.probe_timeout_seconds.max(1)));
     let probes = Member::ALL.map(|member| {
         let running = member_pod(pair, member, &pod_list).is_some_and(pod_running);
-        let target = running.then(|| out.target(pair, member, ctx)).flatten();
+        let target = running.then(|| out.target(pair, member)).flatten();
         async move {
             match target {
                 Some(t) => Some(ctx.members.probe(&t, timeout).await),

@@ -3,7 +3,7 @@
 //! Status is the operator's only memory. Everything a restarted operator needs to resume a
 //! half-done failover, re-alignment or switchover is here; the rest is derived from observation.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -115,9 +115,10 @@ pub struct MemberStatus {
     /// Timeline the server is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<u32>,
-    /// When the member started failing health checks; kept across operator restarts.
+    /// When the member started failing health checks, to the microsecond
+    /// (`failover.delaySeconds` counts from here); kept across operator restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing_since: Option<Time>,
+    pub failing_since: Option<MicroTime>,
     /// The member's data is behind the authoritative member's (it was failed away from) and
     /// must be re-aligned before it may serve or be promoted.
     #[serde(default)]
@@ -150,7 +151,7 @@ pub struct Operation {
     /// The step reached; the next reconcile continues from here.
     pub step: OperationStep,
     /// When the operation started.
-    pub started: Time,
+    pub started: MicroTime,
     /// Why it started, for people.
     #[serde(default)]
     pub reason: String,
@@ -172,7 +173,7 @@ pub struct Operation {
     pub from: Option<Member>,
     /// Failover: when the old active member started failing (for `lastFailover` timings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing_since: Option<Time>,
+    pub failing_since: Option<MicroTime>,
     /// Failover: the promoted member's lag when failover was decided (the data at risk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<i64>,
@@ -193,7 +194,12 @@ pub struct Operation {
 
 impl Operation {
     /// A new operation at its first step.
-    pub fn new(kind: OperationKind, member: Member, step: OperationStep, started: Time) -> Self {
+    pub fn new(
+        kind: OperationKind,
+        member: Member,
+        step: OperationStep,
+        started: MicroTime,
+    ) -> Self {
         Operation {
             kind,
             member,

@@ -65,7 +65,7 @@ pub(crate) fn plan(cx: &mut Cx) -> bool {
 }
 
 fn start(cx: &mut Cx, kind: OperationKind, m: Member, reason: &str) {
-    let mut op = Operation::new(kind, m, OperationStep::RunningJob, cx.time());
+    let mut op = Operation::new(kind, m, OperationStep::RunningJob, cx.micro_time());
     op.reason = reason.to_string();
     cx.event(
         false,

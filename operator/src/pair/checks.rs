@@ -32,7 +32,7 @@ pub(crate) fn plan(cx: &mut Cx) -> bool {
     }
     if let Some(last) = &cx.status.last_check {
         let every = Duration::from_secs(u64::from(interval));
-        let elapsed = cx.since(&last.time);
+        let elapsed = cx.since(last.time.0);
         if elapsed < every {
             cx.requeue_within(every - elapsed);
             return false;
@@ -57,7 +57,7 @@ pub(crate) fn start(cx: &mut Cx, n: Member, reason: &str, request: Option<&str>)
         OperationKind::Check,
         n,
         OperationStep::RunningJob,
-        cx.time(),
+        cx.micro_time(),
     );
     op.reason = reason.to_string();
     op.request = request.map(str::to_string);

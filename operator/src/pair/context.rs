@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 use crate::crd::{
     Member, MemberStatus, ReceiptDbPair, ReceiptDbPairSpec, ReceiptDbPairStatus, ReplicationMode,
@@ -89,10 +89,15 @@ impl<'a> Cx<'a> {
         Time(self.now)
     }
 
+    /// The decision's time, to the microsecond (for the timers decisions wait on).
+    pub fn micro_time(&self) -> MicroTime {
+        MicroTime(self.now)
+    }
+
     /// Time elapsed since `t` (zero when `t` is in the future).
-    pub fn since(&self, t: &Time) -> Duration {
+    pub fn since(&self, t: Timestamp) -> Duration {
         self.now
-            .duration_since(t.0)
+            .duration_since(t)
             .try_into()
             .unwrap_or(Duration::ZERO)
     }
@@ -142,8 +147,8 @@ pub fn parse_lsn(s: &str) -> Option<u64> {
 }
 
 /// Milliseconds between two instants (negative when `b` is before `a`).
-pub(crate) fn millis_between(a: &Time, b: &Time) -> i64 {
-    i64::try_from(b.0.duration_since(a.0).as_millis()).unwrap_or(i64::MAX)
+pub(crate) fn millis_between(a: Timestamp, b: Timestamp) -> i64 {
+    i64::try_from(b.duration_since(a).as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub(crate) fn judge(cx: &Cx) -> Verdict {
             return Verdict::NotNeeded;
         };
         let delay = Duration::from_secs(u64::from(cx.spec().failover.delay_seconds));
-        let failing = cx.since(since);
+        let failing = cx.since(since.0);
         if failing < delay {
             return Verdict::Waiting(delay - failing);
         }
@@ -146,12 +146,12 @@ pub(crate) fn start(cx: &mut Cx, from: Member, to: Member, lag_bytes: Option<i64
         .member(from)
         .failing_since
         .clone()
-        .unwrap_or_else(|| cx.time());
+        .unwrap_or_else(|| cx.micro_time());
     let mut op = Operation::new(
         OperationKind::Failover,
         to,
         OperationStep::Fencing,
-        cx.time(),
+        cx.micro_time(),
     );
     op.from = Some(from);
     op.failing_since = Some(since);

@@ -22,7 +22,7 @@ pub(crate) fn observe(cx: &mut Cx) {
 fn observe_member(cx: &mut Cx, m: Member) {
     let seen = cx.seen(m);
     let healthy = seen.healthy();
-    let now = cx.time();
+    let now = cx.micro_time();
     let expected_up = {
         let st = cx.member(m);
         st.initialized && !st.fenced && !seen.data_lost

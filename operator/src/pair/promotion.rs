@@ -95,8 +95,8 @@ fn switched(cx: &mut Cx, op: &Operation, from: Member) {
         from,
         to,
         reason: op.reason.clone(),
-        detection_millis: millis_between(&since, &op.started).max(0),
-        total_millis: millis_between(&since, &now).max(0),
+        detection_millis: millis_between(since.0, op.started.0).max(0),
+        total_millis: millis_between(since.0, now.0).max(0),
         lag_bytes: op.lag_bytes,
     };
     cx.event(

@@ -41,7 +41,7 @@ pub(crate) fn start(cx: &mut Cx, n: Member, force: bool, reason: &str, request: 
     } else {
         OperationKind::Sync
     };
-    let mut op = Operation::new(kind, n, OperationStep::RunningJob, cx.time());
+    let mut op = Operation::new(kind, n, OperationStep::RunningJob, cx.micro_time());
     op.force = force;
     op.reason = reason.to_string();
     op.request = request.map(str::to_string);

@@ -78,7 +78,7 @@ fn failback(cx: &mut Cx) -> bool {
     let Some(since) = cx.status.in_sync_since.clone() else {
         return false;
     };
-    let held = cx.since(&since);
+    let held = cx.since(since.0);
     if held < delay {
         cx.requeue_within(delay - held);
         return false;
@@ -127,7 +127,7 @@ fn start(cx: &mut Cx, target: Member, reason: &str, request: Option<&str>) {
         OperationKind::Switchover,
         target,
         OperationStep::Fencing,
-        cx.time(),
+        cx.micro_time(),
     );
     op.from = Some(from);
     op.reason = reason.to_string();
@@ -210,7 +210,7 @@ fn abort_reason(cx: &Cx, op: &Operation, from: Member, target: Member) -> Option
     if !cx.healthy(target) || streaming_to(cx, from, target).is_none() {
         return Some(format!("{target} is not streaming"));
     }
-    if cx.since(&op.started) > REPLAY_TIMEOUT {
+    if cx.since(op.started.0) > REPLAY_TIMEOUT {
         return Some(format!(
             "{target} did not replay everything within {}s",
             REPLAY_TIMEOUT.as_secs()

@@ -76,7 +76,7 @@ pub(crate) fn manage(cx: &mut Cx) {
         .member(standby)
         .failing_since
         .as_ref()
-        .is_some_and(|since| cx.since(since) >= delay);
+        .is_some_and(|since| cx.since(since.0) >= delay);
     let wanted = cx.streaming()
         && cx.spec().replication.synchronous()
         && cx.may_serve(standby)

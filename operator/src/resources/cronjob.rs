@@ -81,7 +81,7 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
     job_labels.insert(labels::JOB.into(), JobKind::Backup.as_str().into());
     Some(CronJob {
         metadata: owned_meta(pair, cronjob_name(pair), job_labels.clone()),
-        spec: Some(CronJobSpec {
+        spec: CronJobSpec {
             schedule,
             concurrency_policy: Some("Forbid".into()),
             successful_jobs_history_limit: Some(3),
@@ -98,7 +98,7 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
                 }),
             },
             ..CronJobSpec::default()
-        }),
+        },
         status: None,
     })
 }
@@ -131,7 +131,7 @@ mod tests {
             c.metadata.owner_references.unwrap()[0].controller,
             Some(true)
         );
-        let spec = c.spec.unwrap();
+        let spec = c.spec;
         assert_eq!(spec.schedule, "0 3 * * *");
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
         let pod = spec.job_template.spec.unwrap().template.spec.unwrap();
