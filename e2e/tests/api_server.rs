@@ -144,32 +144,21 @@ async fn transition_rules_refuse_changes_after_creation() {
     apply(&c, &ns.name, &pair("orca", spec), false)
         .await
         .expect("create the pair");
-    refused_with(
-        apply(
-            &c,
-            &ns.name,
-            &pair(
-                "orca",
-                json!({"storage": {"size": "2Gi"}, "clientService": {"name": "receipts"}}),
-            ),
-            true,
-        )
-        .await,
-        "storage.size and storage.storageClassName cannot change after creation",
-    );
-    refused_with(
-        apply(
-            &c,
-            &ns.name,
-            &pair(
-                "orca",
-                json!({"storage": {"size": "1Gi"}, "clientService": {"name": "clinic"}}),
-            ),
-            true,
-        )
-        .await,
-        "clientService.name cannot change",
-    );
+    for (spec, message) in [
+        (
+            json!({"storage": {"size": "2Gi"}, "clientService": {"name": "receipts"}}),
+            "storage.size and storage.storageClassName cannot change after creation",
+        ),
+        (
+            json!({"storage": {"size": "1Gi"}, "clientService": {"name": "clinic"}}),
+            "clientService.name cannot change",
+        ),
+    ] {
+        refused_with(
+            apply(&c, &ns.name, &pair("orca", spec), true).await,
+            message,
+        );
+    }
     apply(&c, &ns.name, &pair("orca", json!({"storage": {"size": "1Gi"}, "clientService": {"name": "receipts"}, "failover": {"delaySeconds": 5}})), true)
         .await
         .expect("other fields may change");

@@ -129,6 +129,43 @@ fn key_files(
     }
 }
 
+/// A Secret or a ConfigMap a volume shows (its name, and whether it may be missing).
+enum Source<'a> {
+    Secret(&'a str, bool),
+    ConfigMap(&'a str, bool),
+}
+
+impl Source<'_> {
+    /// Its files (all keys, or the `items` asked for); none when it is missing and optional.
+    async fn files(
+        &self,
+        lookup: &mut Lookup,
+        volume: &str,
+        items: &Option<Vec<KeyToPath>>,
+        mode: u32,
+    ) -> Result<Vec<(String, Vec<u8>, u32)>, MountFailure> {
+        let (data, what, kind, optional) = match *self {
+            Source::Secret(n, optional) => (
+                lookup.secret(n).await,
+                format!("Secret {n}"),
+                format!("secret \"{n}\""),
+                optional,
+            ),
+            Source::ConfigMap(n, optional) => (
+                lookup.config_map(n).await,
+                format!("ConfigMap {n}"),
+                format!("configmap \"{n}\""),
+                optional,
+            ),
+        };
+        match data.map_err(|m| fail(volume, m))? {
+            Some(d) => key_files(volume, &what, &d, items, mode),
+            None if optional => Ok(Vec::new()),
+            None => Err(fail(volume, format!("{kind} not found"))),
+        }
+    }
+}
+
 fn downward_files(
     pod: &Pod,
     volume: &str,
@@ -213,31 +250,20 @@ impl PodVolumes {
             return claim_path(agent, pod, name, &c.claim_name, fs_group).await;
         }
         let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
+        let mode_of = |m: Option<i32>| m.map(|m| m as u32).unwrap_or(0o644);
         if let Some(s) = &v.secret {
             let secret = s.secret_name.clone().unwrap_or_default();
-            let mode = s.default_mode.map(|m| m as u32).unwrap_or(0o644);
-            match lookup.secret(&secret).await.map_err(|m| fail(name, m))? {
-                Some(d) => {
-                    files = key_files(name, &format!("Secret {secret}"), &d, &s.items, mode)?
-                }
-                None if s.optional.unwrap_or(false) => {}
-                None => return Err(fail(name, format!("secret \"{secret}\" not found"))),
-            }
+            let from = Source::Secret(&secret, s.optional.unwrap_or(false));
+            files = from
+                .files(lookup, name, &s.items, mode_of(s.default_mode))
+                .await?;
         } else if let Some(c) = &v.config_map {
-            let mode = c.default_mode.map(|m| m as u32).unwrap_or(0o644);
-            match lookup
-                .config_map(&c.name)
-                .await
-                .map_err(|m| fail(name, m))?
-            {
-                Some(d) => {
-                    files = key_files(name, &format!("ConfigMap {}", c.name), &d, &c.items, mode)?
-                }
-                None if c.optional.unwrap_or(false) => {}
-                None => return Err(fail(name, format!("configmap \"{}\" not found", c.name))),
-            }
+            let from = Source::ConfigMap(&c.name, c.optional.unwrap_or(false));
+            files = from
+                .files(lookup, name, &c.items, mode_of(c.default_mode))
+                .await?;
         } else if let Some(d) = &v.downward_api {
-            let mode = d.default_mode.map(|m| m as u32).unwrap_or(0o644);
+            let mode = mode_of(d.default_mode);
             files = downward_files(
                 pod,
                 name,
@@ -247,7 +273,7 @@ impl PodVolumes {
                 host_ip,
             )?;
         } else if let Some(p) = &v.projected {
-            let mode = p.default_mode.map(|m| m as u32).unwrap_or(0o644);
+            let mode = mode_of(p.default_mode);
             for src in p.sources.clone().unwrap_or_default() {
                 if let Some(t) = &src.service_account_token {
                     let audiences = t.audience.clone().into_iter().collect::<Vec<_>>();
@@ -265,36 +291,12 @@ impl PodVolumes {
                     });
                 }
                 if let Some(c) = &src.config_map {
-                    match lookup
-                        .config_map(&c.name)
-                        .await
-                        .map_err(|m| fail(name, m))?
-                    {
-                        Some(d) => files.extend(key_files(
-                            name,
-                            &format!("ConfigMap {}", c.name),
-                            &d,
-                            &c.items,
-                            mode,
-                        )?),
-                        None if c.optional.unwrap_or(false) => {}
-                        None => {
-                            return Err(fail(name, format!("configmap \"{}\" not found", c.name)))
-                        }
-                    }
+                    let from = Source::ConfigMap(&c.name, c.optional.unwrap_or(false));
+                    files.extend(from.files(lookup, name, &c.items, mode).await?);
                 }
                 if let Some(s) = &src.secret {
-                    match lookup.secret(&s.name).await.map_err(|m| fail(name, m))? {
-                        Some(d) => files.extend(key_files(
-                            name,
-                            &format!("Secret {}", s.name),
-                            &d,
-                            &s.items,
-                            mode,
-                        )?),
-                        None if s.optional.unwrap_or(false) => {}
-                        None => return Err(fail(name, format!("secret \"{}\" not found", s.name))),
-                    }
+                    let from = Source::Secret(&s.name, s.optional.unwrap_or(false));
+                    files.extend(from.files(lookup, name, &s.items, mode).await?);
                 }
                 if let Some(d) = &src.downward_api {
                     files.extend(downward_files(

@@ -10,7 +10,9 @@
 //! on pair names, the longest name (`-secondary-restore-NNNN`) still fits the 63 characters a
 //! Job name may have.
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
     SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
@@ -35,6 +37,8 @@ use crate::pair::JobKind;
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// Retries of a failed Job pod before the Job counts as failed.
 pub const BACKOFF_LIMIT: i32 = 2;
+/// The name of a Job pod's main container.
+pub const JOB_CONTAINER: &str = "job";
 /// Where a backup PVC is mounted.
 pub const BACKUP_MOUNT: &str = "/backup";
 /// Where secret key files (age recipients or identity) are mounted.
@@ -285,7 +289,7 @@ pub(crate) fn job_container(
     mounts: Vec<VolumeMount>,
 ) -> Container {
     Container {
-        name: "job".into(),
+        name: JOB_CONTAINER.into(),
         image: Some(pair.spec.postgres.image.clone()),
         image_pull_policy: Some(pull_policy(pair)),
         command: Some(command),
@@ -337,6 +341,7 @@ pub fn job(
         metadata: owned_meta(pair, name, labels::job_labels(pair, kind, member, attempt)),
         spec: Some(JobSpec {
             backoff_limit: Some(BACKOFF_LIMIT),
+            pod_failure_policy: verdict_is_final(kind),
             template: job_pod(pod_labels, main, volumes, cfg),
             ..JobSpec::default()
         }),
@@ -344,11 +349,53 @@ pub fn job(
     }
 }
 
+/// `check` exits 1 when it found differences: a verdict, not a crash. Without a policy the Job
+/// controller retried it like a failure (`backoffLimit`, with 10 s and 20 s back-offs), so on a
+/// real cluster a drift was reported half a minute after the first check had found it. The
+/// policy ends the Job at once on that exit code; errors (exit 2) are still retried.
+fn verdict_is_final(kind: JobKind) -> Option<PodFailurePolicy> {
+    (kind == JobKind::Check).then(|| PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "FailJob".into(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: Some(JOB_CONTAINER.into()),
+                operator: "In".into(),
+                values: vec![i32::from(receiptdb_postgres::compare::EXIT_DIFFERENT)],
+            }),
+            ..PodFailurePolicyRule::default()
+        }],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{BackupLocation, FromBackup, PvcLocation};
     use crate::resources::testing::pair;
+
+    #[test]
+    fn a_check_that_found_differences_ends_its_job_at_once() {
+        let p = full_pair();
+        for kind in ALL_KINDS {
+            let spec = job(&p, kind, Member::Secondary, 1, &OperatorConfig::default())
+                .spec
+                .unwrap();
+            let policy = spec.pod_failure_policy;
+            if kind != JobKind::Check {
+                assert!(policy.is_none(), "{kind:?}: failures are retried");
+                continue;
+            }
+            let rule = &policy.expect("check has a policy").rules[0];
+            assert_eq!(rule.action, "FailJob");
+            let codes = rule.on_exit_codes.clone().unwrap();
+            assert_eq!((codes.operator.as_str(), codes.values), ("In", vec![1]));
+            assert_eq!(codes.container_name.as_deref(), Some(JOB_CONTAINER));
+            assert_eq!(
+                spec.template.spec.unwrap().containers[0].name,
+                JOB_CONTAINER
+            );
+        }
+    }
 
     const ALL_KINDS: [JobKind; 7] = [
         JobKind::Initdb,

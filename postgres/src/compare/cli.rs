@@ -7,6 +7,9 @@ use super::{compare, CompareOptions, CompareReport, Method};
 use crate::conn::Target;
 use crate::report::{self, fail, print_json};
 
+/// `check`'s exit status when the databases differ (0: equal, 2: an error).
+pub const EXIT_DIFFERENT: u8 = 1;
+
 /// `check --source A --target B [--method counts|checksums] [--json]`: compare two databases.
 /// Exit 0 equal, 1 different, 2 error. Passwords come from `PGPASSWORD` (used for both
 /// servers) or a passfile (`PGPASSFILE`, one line per server: the way to use two passwords).
@@ -55,7 +58,7 @@ pub async fn main(args: CheckArgs) -> ExitCode {
             if report.equal {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(EXIT_DIFFERENT)
             }
         }
         Err(e) => fail(&args.report, &format!("check failed: {e}")),

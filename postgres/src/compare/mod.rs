@@ -19,7 +19,7 @@ use crate::schema::{
     diff_signatures, sequences, signature::read_signature, tables::list_tables, SchemaDifference,
     SequenceState, SequenceStatus, SqlError, TableInfo,
 };
-pub use cli::{main, CheckArgs};
+pub use cli::{main, CheckArgs, EXIT_DIFFERENT};
 pub use snapshot::SideError;
 pub(crate) use snapshot::{Side, SideMode};
 pub use tables::TableFigures;
