@@ -76,14 +76,28 @@ pub struct Writer {
 impl Writer {
     /// Create the table (through the client Service) and start writing.
     pub async fn start(cfg: WriterConfig, timeline: Timeline) -> Result<Self> {
-        let client = connect(&cfg)
-            .await
-            .context("the writer's first connection through the client Service")?;
-        client
-            .batch_execute(TABLE_DDL)
-            .await
-            .context("create the receipts table")?;
-        drop(client);
+        // The first connection and the table, retried for a while as the receipt software would
+        // (each failure is on the timeline): the Service's first endpoint may have just come up.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = async {
+                let client = connect(&cfg)
+                    .await
+                    .context("the writer's first connection through the client Service")?;
+                client
+                    .batch_execute(TABLE_DDL)
+                    .await
+                    .context("create the receipts table")
+            };
+            match attempt.await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    timeline.record("writer_setup_retry", format!("{e:#}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if let Some((host, port)) = cfg.mirror.clone() {
             let mirror = connect(&WriterConfig {
                 host,

@@ -8,7 +8,8 @@
 //!   pod ([`ipam`], [`crate::net`]), volumes as directories ([`volumes`]), each container as a
 //!   process in its own mount namespace and cgroup ([`container`], [`launch`], [`cgroup`]),
 //!   env from values, Secrets, ConfigMaps and fields ([`env`]), probes ([`probes`]), restart
-//!   with back-off, graceful deletion, and the pod's status ([`status`]);
+//!   with back-off, graceful deletion (`instance`), and the pod's status ([`status`], written
+//!   by `pod_api`);
 //! - provisions PersistentVolumes for claims placed on it ([`provisioner`]).
 //!
 //! What a kubelet does that this agent does not: image pulls (images are mapped to local
@@ -21,9 +22,11 @@ pub mod cgroup;
 pub mod container;
 pub mod env;
 pub mod images;
+mod instance;
 pub mod ipam;
 pub mod launch;
 pub mod node;
+mod pod_api;
 pub mod pods;
 pub mod probes;
 pub mod provisioner;

@@ -10,14 +10,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::container::{self, Prepared};
+use super::container;
 use super::env::Lookup;
-use super::probes::{self, Counter, Target, Timing, Verdict};
 use super::status::{ContainerRecord, PodRecord, State};
 use super::volumes::PodVolumes;
 use super::Agent;
@@ -27,25 +24,23 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A container that ran this long restarts without accumulated back-off.
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
-/// The least time a container gets to stop after its preStop hook (as a kubelet gives).
-const MIN_STOP: Duration = Duration::from_secs(2);
 
 /// The pod's sandbox.
-struct Sandbox {
-    ip: Ipv4Addr,
-    volumes: Arc<tokio::sync::Mutex<PodVolumes>>,
+pub(super) struct Sandbox {
+    pub(super) ip: Ipv4Addr,
+    pub(super) volumes: Arc<tokio::sync::Mutex<PodVolumes>>,
 }
 
 /// What the pod's tasks share.
-struct Shared {
-    agent: Arc<Agent>,
-    uid: String,
-    record: Mutex<PodRecord>,
-    changed: Notify,
+pub(super) struct Shared {
+    pub(super) agent: Arc<Agent>,
+    pub(super) uid: String,
+    pub(super) record: Mutex<PodRecord>,
+    pub(super) changed: Notify,
     /// The latest version of the pod (`None`: gone from the API).
-    pod: watch::Receiver<Option<Arc<Pod>>>,
+    pub(super) pod: watch::Receiver<Option<Arc<Pod>>>,
     /// When set, every container stops by this instant.
-    stop: watch::Receiver<Option<Instant>>,
+    pub(super) stop: watch::Receiver<Option<Instant>>,
 }
 
 enum Outcome {
@@ -55,7 +50,7 @@ enum Outcome {
 }
 
 impl Shared {
-    fn update(&self, f: impl FnOnce(&mut PodRecord)) {
+    pub(super) fn update(&self, f: impl FnOnce(&mut PodRecord)) {
         {
             let mut r = match self.record.lock() {
                 Ok(r) => r,
@@ -66,7 +61,7 @@ impl Shared {
         self.changed.notify_one();
     }
 
-    fn container(&self, init: bool, idx: usize, f: impl FnOnce(&mut ContainerRecord)) {
+    pub(super) fn container(&self, init: bool, idx: usize, f: impl FnOnce(&mut ContainerRecord)) {
         self.update(|r| {
             let list = if init { &mut r.init } else { &mut r.main };
             if let Some(c) = list.get_mut(idx) {
@@ -75,16 +70,16 @@ impl Shared {
         });
     }
 
-    fn latest(&self) -> Option<Arc<Pod>> {
+    pub(super) fn latest(&self) -> Option<Arc<Pod>> {
         self.pod.borrow().clone()
     }
 
-    fn stop_at(&self) -> Option<Instant> {
+    pub(super) fn stop_at(&self) -> Option<Instant> {
         *self.stop.borrow()
     }
 
     /// Wait `d`, or less when a stop is asked for; true when stopping.
-    async fn sleep_or_stop(&self, d: Duration) -> bool {
+    pub(super) async fn sleep_or_stop(&self, d: Duration) -> bool {
         if self.stop_at().is_some() {
             return true;
         }
@@ -96,11 +91,11 @@ impl Shared {
 }
 
 /// Resolves once a stop deadline is set.
-async fn stopping(mut stop: watch::Receiver<Option<Instant>>) {
+pub(super) async fn stopping(mut stop: watch::Receiver<Option<Instant>>) {
     let _ = stop.wait_for(|s| s.is_some()).await;
 }
 
-fn grace_of(pod: &Pod) -> Duration {
+pub(super) fn grace_of(pod: &Pod) -> Duration {
     let secs = pod
         .metadata
         .deletion_grace_period_seconds
@@ -158,7 +153,7 @@ pub async fn run(agent: Arc<Agent>, pod: watch::Receiver<Option<Arc<Pod>>>) {
     });
     let deletion = tokio::spawn(watch_deletion(pod.clone(), stop_tx));
     let (writer_stop_tx, writer_stop_rx) = watch::channel(false);
-    let writer = tokio::spawn(write_status(shared.clone(), writer_stop_rx));
+    let writer = tokio::spawn(super::pod_api::write_status(shared.clone(), writer_stop_rx));
 
     let already_done = first
         .status
@@ -176,7 +171,7 @@ pub async fn run(agent: Arc<Agent>, pod: watch::Receiver<Option<Arc<Pod>>>) {
     let _ = writer.await;
     deletion.abort();
     if let Some(p) = shared.latest() {
-        finalize(&agent, &p).await;
+        super::pod_api::finalize(&agent, &p).await;
     }
     keep_logs(&agent, &first, &uid);
 }
@@ -459,7 +454,8 @@ async fn supervise(
             )
             .await;
         let (exit, stopped) =
-            run_instance(shared, sandbox, c, idx, init, &prepared, &mut running).await;
+            super::instance::run_instance(shared, sandbox, c, idx, init, &prepared, &mut running)
+                .await;
         let prepared_cg = prepared.identity.cgroup.clone();
         tokio::task::spawn_blocking(move || super::cgroup::kill(&prepared_cg))
             .await
@@ -542,267 +538,6 @@ async fn supervise(
     }
 }
 
-/// Wait for the instance to end: by itself, killed after a failed liveness or startup probe,
-/// or stopped because the pod is being deleted. Returns its exit and whether it was stopped.
-async fn run_instance(
-    shared: &Arc<Shared>,
-    sandbox: &Sandbox,
-    c: &Container,
-    idx: usize,
-    init: bool,
-    prepared: &Prepared,
-    running: &mut container::Running,
-) -> (container::Exit, bool) {
-    let pid = running.pid;
-    let (kill_tx, mut kill_rx) = tokio::sync::mpsc::channel::<String>(1);
-    let probes = (!init).then(|| {
-        let shared = shared.clone();
-        let c = c.clone();
-        let identity = prepared.identity.clone();
-        let ip = sandbox.ip;
-        tokio::spawn(async move { probe_loop(&shared, &c, idx, ip, pid, &identity, kill_tx).await })
-    });
-    let wait = running.wait(prepared);
-    tokio::pin!(wait);
-    let result = tokio::select! {
-        exit = &mut wait => (exit, false),
-        Some(why) = kill_rx.recv() => {
-            if let Some(pod) = shared.latest() {
-                shared.agent.event(&pod, Some(&c.name), false, "Killing", format!("Container {} {why}, will be restarted", c.name)).await;
-            }
-            let deadline = Instant::now() + shared.latest().map(|p| grace_of(&p)).unwrap_or(Duration::from_secs(30));
-            let exit = graceful_stop(shared, sandbox, c, prepared, pid, deadline, &mut wait).await;
-            (exit, false)
-        }
-        () = stopping(shared.stop.clone()) => {
-            let deadline = shared.stop_at().unwrap_or_else(Instant::now);
-            if let Some(pod) = shared.latest() {
-                shared.agent.event(&pod, Some(&c.name), false, "Killing", format!("Stopping container {}", c.name)).await;
-            }
-            let exit = graceful_stop(shared, sandbox, c, prepared, pid, deadline, &mut wait).await;
-            (exit, true)
-        }
-    };
-    if let Some(p) = probes {
-        p.abort();
-    }
-    result
-}
-
-/// preStop, then the image's stop signal, then SIGKILL of the whole container at `deadline`.
-async fn graceful_stop(
-    shared: &Arc<Shared>,
-    sandbox: &Sandbox,
-    c: &Container,
-    prepared: &Prepared,
-    pid: i32,
-    deadline: Instant,
-    wait: &mut std::pin::Pin<&mut impl std::future::Future<Output = container::Exit>>,
-) -> container::Exit {
-    let budget = deadline.saturating_duration_since(Instant::now());
-    if !budget.is_zero() {
-        let hostname = shared
-            .latest()
-            .map(|p| container::hostname(&p))
-            .unwrap_or_default();
-        let target = Target {
-            agent: &shared.agent,
-            container: c,
-            pod_ip: sandbox.ip,
-            pid,
-            hostname: &hostname,
-            identity: &prepared.identity,
-        };
-        let hook = probes::pre_stop(&target, budget);
-        tokio::pin!(hook);
-        // The hook runs while the container may exit by itself.
-        tokio::select! {
-            exit = &mut *wait => return exit,
-            r = &mut hook => {
-                if let (Some(Err(m)), Some(pod)) = (r, shared.latest()) {
-                    shared.agent.event(&pod, Some(&c.name), true, "FailedPreStopHook", format!("PreStopHook failed: {m}")).await;
-                }
-            }
-        }
-    }
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), prepared.stop_signal);
-    let until = deadline.max(
-        Instant::now()
-            + if budget.is_zero() {
-                Duration::ZERO
-            } else {
-                MIN_STOP
-            },
-    );
-    tokio::select! {
-        exit = &mut *wait => exit,
-        _ = tokio::time::sleep_until(until) => {
-            container::kill_all(prepared);
-            (&mut *wait).await
-        }
-    }
-}
-
-/// Startup probe first; then liveness and readiness side by side. A failed startup or liveness
-/// probe asks `kill` to restart the container.
-async fn probe_loop(
-    shared: &Arc<Shared>,
-    c: &Container,
-    idx: usize,
-    pod_ip: Ipv4Addr,
-    pid: i32,
-    identity: &container::Identity,
-    kill: tokio::sync::mpsc::Sender<String>,
-) {
-    let hostname = shared
-        .latest()
-        .map(|p| container::hostname(&p))
-        .unwrap_or_default();
-    let target = Target {
-        agent: &shared.agent,
-        container: c,
-        pod_ip,
-        pid,
-        hostname: &hostname,
-        identity,
-    };
-    let unhealthy = |what: &'static str, msg: String| async move {
-        if let Some(pod) = shared.latest() {
-            shared
-                .agent
-                .event(
-                    &pod,
-                    Some(&c.name),
-                    true,
-                    "Unhealthy",
-                    format!("{what} probe failed: {msg}"),
-                )
-                .await;
-        }
-    };
-    if let Some(p) = &c.startup_probe {
-        let t = Timing::of(p);
-        tokio::time::sleep(t.initial_delay).await;
-        let mut n = Counter::default();
-        loop {
-            let r = probes::check(&target, p, t.timeout).await;
-            match n.record(r.is_ok(), &t) {
-                Verdict::Passed => break,
-                Verdict::Failed => {
-                    unhealthy("Startup", r.err().unwrap_or_default()).await;
-                    let _ = kill.send("failed startup probe".into()).await;
-                    return;
-                }
-                Verdict::Undecided => {}
-            }
-            tokio::time::sleep(t.period).await;
-        }
-    }
-    let ready_without_probe = c.readiness_probe.is_none();
-    shared.container(false, idx, |r| {
-        r.started = true;
-        if ready_without_probe {
-            r.ready = true;
-        }
-    });
-    let liveness = async {
-        let Some(p) = &c.liveness_probe else {
-            return std::future::pending::<()>().await;
-        };
-        let t = Timing::of(p);
-        tokio::time::sleep(t.initial_delay).await;
-        let mut n = Counter::default();
-        loop {
-            let r = probes::check(&target, p, t.timeout).await;
-            if n.record(r.is_ok(), &t) == Verdict::Failed {
-                unhealthy("Liveness", r.err().unwrap_or_default()).await;
-                let _ = kill.send("failed liveness probe".into()).await;
-                return;
-            }
-            tokio::time::sleep(t.period).await;
-        }
-    };
-    let readiness = async {
-        let Some(p) = &c.readiness_probe else {
-            return std::future::pending::<()>().await;
-        };
-        let t = Timing::of(p);
-        tokio::time::sleep(t.initial_delay).await;
-        let mut n = Counter::default();
-        let mut ready = false;
-        loop {
-            let r = probes::check(&target, p, t.timeout).await;
-            match n.record(r.is_ok(), &t) {
-                Verdict::Passed if !ready => {
-                    ready = true;
-                    shared.container(false, idx, |r| r.ready = true);
-                }
-                Verdict::Failed if ready => {
-                    ready = false;
-                    shared.container(false, idx, |r| r.ready = false);
-                    unhealthy("Readiness", r.err().unwrap_or_default()).await;
-                }
-                _ => {}
-            }
-            tokio::time::sleep(t.period).await;
-        }
-    };
-    tokio::select! {
-        () = liveness => {},
-        () = readiness => {},
-    }
-}
-
-/// Write the status whenever the record changes (and every 30 s), until told to stop.
-async fn write_status(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut last: Option<Value> = None;
-    loop {
-        let stopping = *stop.borrow();
-        if let Some(pod) = shared.latest() {
-            let status = {
-                let mut r = match shared.record.lock() {
-                    Ok(r) => r,
-                    Err(p) => p.into_inner(),
-                };
-                r.status(&pod, Timestamp::now())
-            };
-            if last.as_ref() != Some(&status) {
-                match patch_status(&shared.agent, &pod, &status).await {
-                    Ok(()) => last = Some(status),
-                    Err(e) if e.contains("404") => return,
-                    Err(e) => {
-                        tracing::warn!(pod = %shared.uid, error = %e, "status");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                }
-            }
-        }
-        if stopping {
-            return;
-        }
-        tokio::select! {
-            _ = shared.changed.notified() => {},
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {},
-            _ = stop.changed() => {},
-        }
-    }
-}
-
-async fn patch_status(agent: &Agent, pod: &Pod, status: &Value) -> Result<(), String> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(agent.client.clone(), &ns);
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"uid": pod.metadata.uid}, "status": status})),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
-
 /// Remove the sandbox: every container's processes, the pod's network and address.
 async fn teardown(shared: &Arc<Shared>) {
     let agent = shared.agent.clone();
@@ -825,27 +560,6 @@ async fn teardown(shared: &Arc<Shared>) {
         agent.ipam.release(&uid);
     })
     .await;
-}
-
-/// Delete the pod object for good (grace 0, only this uid): the last step of a deletion, as a
-/// kubelet does it once the containers are gone.
-async fn finalize(agent: &Agent, pod: &Pod) {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(agent.client.clone(), &ns);
-    let dp = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions {
-            uid: pod.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&name, &dp).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => tracing::warn!(pod = %name, error = %e, "final delete"),
-    }
 }
 
 /// Move the pod's logs to `<node>/pod-logs/<namespace>_<name>_<uid>` and remove the rest of
