@@ -25,6 +25,9 @@ struct Worker {
 pub struct Pods {
     agent: Arc<Agent>,
     workers: Mutex<HashMap<String, Worker>>,
+    /// Pods whose worker finished (deleted and cleaned up): later events about them (a
+    /// finalizer removed after the final delete) start nothing.
+    done: Mutex<HashSet<String>>,
 }
 
 fn uid(p: &Pod) -> String {
@@ -37,6 +40,7 @@ impl Pods {
         Arc::new(Self {
             agent,
             workers: Mutex::new(HashMap::new()),
+            done: Mutex::new(HashSet::new()),
         })
     }
 
@@ -47,15 +51,24 @@ impl Pods {
         }
     }
 
+    fn is_done(&self, id: &str) -> bool {
+        match self.done.lock() {
+            Ok(d) => d.contains(id),
+            Err(p) => p.into_inner().contains(id),
+        }
+    }
+
     fn upsert(self: &Arc<Self>, pod: Pod) {
         let id = uid(&pod);
+        if self.is_done(&id) {
+            return;
+        }
         let pod = Arc::new(pod);
         let mut workers = self.workers();
-        if let Some(w) = workers.get(&id) {
-            if !w.task.is_finished() {
-                let _ = w.tx.send(Some(pod));
-                return;
-            }
+        // A worker that ended without finishing (it panicked) is replaced.
+        if let Some(w) = workers.get(&id).filter(|w| !w.task.is_finished()) {
+            let _ = w.tx.send(Some(pod));
+            return;
         }
         let (tx, rx) = watch::channel(Some(pod));
         let me = self.clone();
@@ -75,13 +88,11 @@ impl Pods {
     }
 
     fn finished(&self, id: &str) {
-        let mut workers = self.workers();
-        if workers
-            .get(id)
-            .is_some_and(|w| w.tx.borrow().is_none() || w.task.is_finished())
-        {
-            workers.remove(id);
-        }
+        match self.done.lock() {
+            Ok(mut d) => d.insert(id.to_string()),
+            Err(p) => p.into_inner().insert(id.to_string()),
+        };
+        self.workers().remove(id);
     }
 
     /// Watch this node's pods until the watch ends.

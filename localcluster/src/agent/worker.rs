@@ -155,11 +155,14 @@ pub async fn run(agent: Arc<Agent>, pod: watch::Receiver<Option<Arc<Pod>>>) {
     let (writer_stop_tx, writer_stop_rx) = watch::channel(false);
     let writer = tokio::spawn(super::pod_api::write_status(shared.clone(), writer_stop_rx));
 
-    let already_done = first
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    // Finished already, or being deleted when first seen (an agent that restarted): nothing
+    // runs again.
+    let already_done = first.metadata.deletion_timestamp.is_some()
+        || first
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
     if !already_done {
         run_pod(&shared, &first).await;
     }
