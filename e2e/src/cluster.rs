@@ -210,8 +210,9 @@ impl Cluster {
         Layout::new(&self.state_dir).logs()
     }
 
-    /// Stop the cluster when this program started it, unless `keep`.
-    pub fn finish(self, keep: bool) -> Result<()> {
+    /// Stop the cluster when this program started it, unless `keep`. After a failure its state
+    /// directory (every process's and pod's log) is kept for the post-mortem.
+    pub fn finish(self, keep: bool, failed: bool) -> Result<()> {
         if !self.started_here {
             return Ok(());
         }
@@ -224,14 +225,16 @@ impl Cluster {
             );
             return Ok(());
         }
-        run(
-            Command::new(&self.programs.localcluster)
-                .arg("--dir")
-                .arg(&self.state_dir)
-                .arg("down"),
-            "localcluster down",
-        )
-        .map(|_| ())
+        let mut down = Command::new(&self.programs.localcluster);
+        down.arg("--dir").arg(&self.state_dir).arg("down");
+        if failed {
+            down.arg("--keep-dir");
+            eprintln!(
+                "the cluster's logs are kept in {} (each pod's under nodes/<node>/pods and pod-logs)",
+                self.logs().display()
+            );
+        }
+        run(&mut down, "localcluster down").map(|_| ())
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::layout::{NodeSlot, BRIDGE, BRIDGE_PREFIX, GATEWAY, POD_NETNS_PREFIX};
+use crate::layout::{NodeSlot, BRIDGE, BRIDGE_PREFIX, GATEWAY, MAX_NODES, POD_NETNS_PREFIX};
 
 /// The link-local next hop every pod routes through; its node's veth answers ARP for it.
 const POD_GATEWAY: &str = "169.254.1.1";
@@ -187,6 +187,16 @@ pub fn teardown() -> Vec<String> {
     for ns in netns_list() {
         if ns.starts_with("rdb-node-") || ns.starts_with(POD_NETNS_PREFIX) {
             if let Err(e) = ip(&["netns", "del", &ns]) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+    }
+    // A node's veth outlives its namespace's name while the kernel still holds the namespace
+    // (lingering sockets): delete the pair from the root side.
+    for index in 1..=MAX_NODES {
+        let veth = NodeSlot { index }.host_veth();
+        if link_exists(&veth) {
+            if let Err(e) = ip(&["link", "del", &veth]) {
                 problems.push(format!("{e:#}"));
             }
         }

@@ -136,7 +136,8 @@ async fn run_with_cluster(cli: &Cli) -> Result<bool> {
     .await;
     let cluster =
         Arc::try_unwrap(cluster).map_err(|_| anyhow::anyhow!("the cluster is still in use"))?;
-    cluster.finish(cli.keep_cluster)?;
+    let failed = !matches!(outcome, Ok(true));
+    cluster.finish(cli.keep_cluster, failed)?;
     outcome
 }
 

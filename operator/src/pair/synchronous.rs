@@ -1,8 +1,9 @@
 //! Synchronous replication that degrades while the standby is away.
 //!
-//! `status.synchronousStandby` is a promise: every commit acknowledged since it was set reached
-//! that standby. It is set only when the active member reports the standby as `sync`, and it
-//! is cleared one pass *before* `synchronous_standby_names` is emptied: the degrade action is
+//! `status.synchronousStandby` is a promise: that standby holds every acknowledged commit. It is
+//! set only when the active member reports the standby as `sync` and it has replayed all of the
+//! active member's WAL (from then on every commit waits for it), and it is cleared one pass
+//! *before* `synchronous_standby_names` is emptied: the degrade action is
 //! issued only once the persisted status no longer makes the promise. A crash between the two
 //! can therefore leave the promise unmade while it still holds, never made while it is broken.
 //! Failover in synchronous mode relies on it (see `failover.rs`).
@@ -35,14 +36,27 @@ pub(crate) fn observe(cx: &mut Cx) {
         cx.status.synchronous_standby = None; // commits do not wait for it
         return;
     }
-    let sync = p
+    let Some(seen) = p
         .standbys
         .iter()
-        .any(|s| s.application_name == standby.as_str() && s.synchronous && s.streaming);
-    if sync {
+        .find(|s| s.application_name == standby.as_str() && s.synchronous && s.streaming)
+    else {
+        // Named but not streaming: commits block, the promise (if made) still holds.
+        return;
+    };
+    // Being synchronous covers the commits acknowledged from then on; commits acknowledged
+    // before (while it caught up, asynchronously) may not have reached it yet. So the promise
+    // is made only once the standby has also replayed everything the active member has, and
+    // kept for as long as it stays synchronous. (Made at the first `sync` report, a switchover
+    // that fenced writes right then, aborted by a crash, failed over to a standby one commit
+    // behind: found by the property tests.)
+    // Nor is it made for a standby that may not serve (stale, about to be re-aligned): the same
+    // pass empties `synchronous_standby_names` for it (`manage`), and a promise made then would
+    // outlive the setting wherever the active member stops answering.
+    let new_promise = seen.replay_lag_bytes == 0 && cx.may_serve(standby);
+    if new_promise || cx.prior.synchronous_standby == Some(standby) {
         cx.status.synchronous_standby = Some(standby);
     }
-    // Named but not streaming: commits block, the promise (if made) still holds.
 }
 
 /// Whether `synchronous_standby_names` names `m`.
