@@ -1,4 +1,4 @@
-//! The end-to-end scenario suite of receiptdb-operator (DESIGN section 6), on a real Kubernetes
+//! The end-to-end scenario suite of receiptdb-operator (docs/design.md section 6), on a real Kubernetes
 //! control plane on this machine (the `localcluster` crate):
 //! - [`cluster`]: the local cluster (started or reused) and the operator installed into it by
 //!   its Helm chart, running as a pod;

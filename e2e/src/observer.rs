@@ -558,7 +558,9 @@ fn narrate(t: &Timeline, old: Option<&Sample>, new: &Sample) {
                 "check_recorded",
                 format!(
                     "consistency check ({}) equal={} {:?}",
-                    c.method, c.equal, c.differing_tables
+                    c.method.as_str(),
+                    c.equal,
+                    c.differing_tables
                 ),
             );
         }

@@ -1,4 +1,4 @@
-//! Property tests of the safety rules (DESIGN section 3) over random sequences of faults,
+//! Property tests of the safety rules (docs/design.md section 3) over random sequences of faults,
 //! operator crashes (a prefix of the actions run, the status write lost) and clock jumps,
 //! with the model world playing the controller loop.
 

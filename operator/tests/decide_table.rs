@@ -6,7 +6,9 @@ use decide_support::*;
 use receiptdb_operator::crd::{
     condition, FailbackPolicy, Member, OperationKind, OperationStep, Phase, ReplicationMode,
 };
-use receiptdb_operator::pair::{decide, is_true, Action, JobKind, SyncRequest};
+use receiptdb_operator::pair::{decide, is_true, Action, JobKind, Reported, SyncRequest};
+use receiptdb_postgres::actions::Lsn;
+use receiptdb_postgres::job_report::{BackupReport, Entrypoint};
 
 const P: Member = Member::Primary;
 const S: Member = Member::Secondary;
@@ -646,7 +648,11 @@ fn stale_member_is_rejoined_from_the_authoritative_one_then_in_sync() {
     assert!(!s.primary.stale && !s.primary.fenced);
     let sync = s.last_sync.unwrap();
     assert_eq!((sync.member, sync.method.as_str()), (P, "rewind"));
-    assert_eq!(sync.discarded.as_deref(), Some("timeline 1: 0/100-0/200"));
+    assert_eq!(
+        sync.discarded, None,
+        "synchronous: the old primary had nothing the standby lacked"
+    );
+    assert_eq!(sync.message, "primary re-aligned from secondary by rewind");
     assert!(is_true(&w.status(), condition::IN_SYNC));
     assert_eq!(w.status().active_member, Some(S), "manual failback stays");
     assert_eq!(w.status().phase, Some(Phase::Healthy));
@@ -859,10 +865,17 @@ fn a_backup_outcome_is_recorded_once_and_older_ones_are_ignored() {
         name: "orca-backup-1".into(),
         finished: Time(at),
         succeeded: true,
-        report: Some(
-            serde_json::json!({"output": "/backup/b.rdb", "file_bytes": 10,
-            "manifest": {"snapshot_lsn": "0/1", "encrypted": false}}),
-        ),
+        report: Some(Reported::Report(Box::new(
+            BackupReport {
+                ok: true,
+                output: Some("/backup/b.rdb".into()),
+                file_bytes: 10,
+                snapshot_lsn: Some(Lsn(1)),
+                encrypted: false,
+                ..Default::default()
+            }
+            .into(),
+        ))),
     });
     let d = decide(&w.pair, &obs, w.now);
     assert_eq!(events(&d, "BackupSucceeded"), 1);
@@ -887,7 +900,7 @@ fn a_backup_outcome_is_recorded_once_and_older_ones_are_ignored() {
         name: "orca-backup-0".into(),
         finished: Time(at - jiff::SignedDuration::from_hours(24)),
         succeeded: false,
-        report: Some(serde_json::Value::String("boom".into())),
+        report: Some(Reported::parse(Entrypoint::Backup, "boom")),
     });
     let old = decide(&w.pair, &obs, w.now);
     assert_eq!(old.status.last_backup, Some(b));
@@ -898,8 +911,9 @@ fn a_backup_outcome_is_recorded_once_and_older_ones_are_ignored() {
         name: "orca-backup-2".into(),
         finished: Time(at + jiff::SignedDuration::from_hours(24)),
         succeeded: false,
-        report: Some(serde_json::Value::String(
-            "pg_dump: error: connection refused".into(),
+        report: Some(Reported::parse(
+            Entrypoint::Backup,
+            "pg_dump: error: connection refused",
         )),
     });
     let failed = decide(&w.pair, &obs, w.now);

@@ -22,7 +22,10 @@ use receiptdb_operator::controller::{
 use receiptdb_operator::crd::{
     condition, BackupLocation, Member, PvcLocation, ReceiptDbPair, ReceiptDbPairSpec, SecretKeyRef,
 };
-use receiptdb_operator::pair::{JobKind, JobState, ServerProbe, StandbyObservation};
+use receiptdb_operator::pair::{JobKind, JobState, Reported, ServerProbe, StandbyObservation};
+use receiptdb_postgres::job_report::{
+    BackupReport, CloneReport, Entrypoint, InitdbReport, JobReport,
+};
 use serde_json::json;
 
 mod fake_api;
@@ -207,7 +210,7 @@ impl Env {
     }
 
     /// Play the Job controller: the Job succeeded, its pod left a report.
-    async fn finish_job(&self, job: &Job, report: serde_json::Value) {
+    async fn finish_job(&self, job: &Job, report: JobReport) {
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), NS);
         let status = json!({"status": {"succeeded": 1, "conditions": [
             {"type": "Complete", "status": "True"}]}});
@@ -239,7 +242,7 @@ impl Env {
         labels: BTreeMap<String, String>,
         ok: bool,
         at: &str,
-        report: &serde_json::Value,
+        report: &JobReport,
     ) {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": NS, "labels": labels},
@@ -247,7 +250,7 @@ impl Env {
             "status": {"phase": if ok { "Succeeded" } else { "Failed" }, "containerStatuses": [{
                 "name": "job", "image": "pg", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"terminated": {"exitCode": if ok { 0 } else { 2 }, "finishedAt": at,
-                    "message": report.to_string()}}}]}
+                    "message": report.to_line()}}}]}
         }))
         .unwrap();
         Api::<Pod>::namespaced(self.client.clone(), NS)
@@ -430,7 +433,12 @@ async fn bootstrap_runs_jobs_before_replicas() {
     let initdb = e.job_of(JobKind::Initdb, Member::Primary).await.unwrap();
     e.pass().await.unwrap();
     assert_eq!(e.jobs().await.len(), 1, "a running Job is not duplicated");
-    e.finish_job(&initdb, json!({"initialized": true})).await;
+    let initialized = InitdbReport {
+        ok: true,
+        initialized: true,
+        ..Default::default()
+    };
+    e.finish_job(&initdb, initialized.into()).await;
     assert!(
         e.passes_until(3, || async { e.replicas(Member::Primary).await == Some(1) })
             .await,
@@ -460,7 +468,12 @@ async fn bootstrap_runs_jobs_before_replicas() {
     );
 
     let clone = e.job_of(JobKind::Clone, Member::Secondary).await.unwrap();
-    e.finish_job(&clone, json!({"method": "clone"})).await;
+    let cloned = CloneReport {
+        ok: true,
+        timeline: Some(1),
+        ..Default::default()
+    };
+    e.finish_job(&clone, cloned.into()).await;
     assert!(
         e.passes_until(3, || async {
             e.replicas(Member::Secondary).await == Some(1)
@@ -572,25 +585,27 @@ async fn job_reports_come_from_termination_messages() {
         .job(JobKind::Clone, Member::Secondary)
         .unwrap();
     assert_eq!((j.state, j.report.clone()), (JobState::Running, None));
-    e.finish_job(&job, json!({"method": "clone", "lsn": "0/3000000"}))
-        .await;
+    let cloned = JobReport::Clone(CloneReport {
+        ok: true,
+        system_identifier: Some("7312345678901234567".into()),
+        timeline: Some(3),
+        ..Default::default()
+    });
+    e.finish_job(&job, cloned.clone()).await;
     let obs = observe(&pair, &e.ctx).await.unwrap();
     let j = obs
         .observation
         .job(JobKind::Clone, Member::Secondary)
         .unwrap();
     assert_eq!(j.state, JobState::Succeeded);
-    assert_eq!(
-        j.report,
-        Some(json!({"method": "clone", "lsn": "0/3000000"}))
-    );
+    assert_eq!(j.report, Some(Reported::Report(Box::new(cloned))));
     assert_eq!(obs.next_attempt(JobKind::Clone, Member::Secondary), 2);
     assert_eq!(obs.next_attempt(JobKind::Initdb, Member::Primary), 1);
 }
 
 /// A Job of the backup CronJob, as the CronJob controller would create it, finished with
 /// `report` in its pod's termination message (the pod labelled by the Job controller only).
-async fn finished_backup_job(e: &Env, name: &str, at: &str, ok: bool, report: serde_json::Value) {
+async fn finished_backup_job(e: &Env, name: &str, at: &str, ok: bool, report: JobReport) {
     let mut spec = ReceiptDbPairSpec::default();
     spec.backup.schedule = Some("0 3 * * *".into());
     spec.backup.target = Some(BackupLocation {
@@ -645,9 +660,15 @@ async fn finished_backup_job(e: &Env, name: &str, at: &str, ok: bool, report: se
 async fn scheduled_backups_become_last_backup_and_its_condition() {
     let e = env().await;
     e.pass().await.unwrap();
-    let report = json!({"output": "/backup/nightly/backup-20261121T030000Z.rdb",
-        "file_bytes": 123456, "duration_ms": 900,
-        "manifest": {"snapshot_lsn": "0/3000148", "encrypted": true}});
+    let report = JobReport::Backup(BackupReport {
+        ok: true,
+        output: Some("/backup/nightly/backup-20261121T030000Z.rdb".into()),
+        file_bytes: 123456,
+        snapshot_lsn: Some("0/3000148".parse().unwrap()),
+        encrypted: true,
+        duration_ms: 900,
+        ..Default::default()
+    });
     finished_backup_job(
         &e,
         "orca-backup-29400000",
@@ -680,7 +701,7 @@ async fn scheduled_backups_become_last_backup_and_its_condition() {
     assert_eq!(cond(&status).as_deref(), Some("True"));
 
     // A later failed run: the condition turns False with the Job's error.
-    let failure = json!({"ok": false, "error": "backup failed: cannot connect"});
+    let failure = JobReport::failed(Entrypoint::Backup, "backup failed: cannot connect");
     finished_backup_job(
         &e,
         "orca-backup-29400060",

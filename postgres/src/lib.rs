@@ -9,11 +9,13 @@
 //! - [`compare`]: `check`, per-table comparison of two databases at consistent snapshots.
 //! - [`sync`]: re-align a target database to a source (schema and data), only what differs.
 //! - [`backup`]: compressed, optionally encrypted dumps with a manifest, and restore.
+//! - [`job_report`]: what each entrypoint reports to the operator (the typed contract).
 
 pub mod actions;
 pub mod backup;
 pub mod compare;
 pub mod conn;
+pub mod job_report;
 pub mod member;
 pub mod pgbin;
 mod report;

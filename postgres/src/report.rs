@@ -1,7 +1,7 @@
-//! The final report of a Job entrypoint: one line of JSON, at most 4 KiB, so it fits a Pod's
-//! termination message (`--report /dev/termination-log`) and the operator reads the outcome
-//! without reading logs. Shared by every entrypoint (`initdb`, `clone`, `rejoin`, `check`,
-//! `sync`, `backup`, `restore`), with the small output helpers they have in common.
+//! How an entrypoint ends: its [`JobReport`] as one line of JSON, at most 4 KiB, so it fits a
+//! Pod's termination message (`--report /dev/termination-log`) and the operator reads the
+//! outcome without reading logs; with the small output helpers every entrypoint (`initdb`,
+//! `clone`, `rejoin`, `check`, `sync`, `backup`, `restore`) has in common.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,28 +10,28 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::job_report::{Entrypoint, JobReport, MAX_REPORT};
+
 /// Milliseconds since `started`, for reports.
 pub(crate) fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Write `full` as the report line to `path`, or `summary` when `full` does not fit the
-/// termination message (shortened further by [`one_line`] if it must be).
-pub(crate) fn write_file(path: &Path, full: &impl Serialize, summary: &impl Serialize) {
-    let line = match serde_json::to_string(full) {
-        Ok(s) if s.len() < MAX_REPORT => s,
-        _ => one_line(summary),
-    };
-    write(Some(path), &line);
+/// Write `report` as the report line to `path`, when given.
+pub(crate) fn write_report(path: Option<&Path>, report: impl Into<JobReport>) {
+    if path.is_some() {
+        write(path, &report.into().to_line());
+    }
 }
 
 /// Print an error, record it in the report file if any, and return exit code 2.
-pub(crate) fn fail(report: &Option<std::path::PathBuf>, message: &str) -> ExitCode {
+pub(crate) fn fail(
+    entrypoint: Entrypoint,
+    report: &Option<std::path::PathBuf>,
+    message: &str,
+) -> ExitCode {
     eprintln!("error: {message}");
-    if let Some(path) = report {
-        let f = serde_json::json!({ "ok": false, "error": message });
-        write(Some(path), &one_line(&f));
-    }
+    write_report(report.as_deref(), JobReport::failed(entrypoint, message));
     ExitCode::from(2)
 }
 
@@ -42,9 +42,6 @@ pub(crate) fn print_json(value: &impl Serialize) {
         Err(e) => eprintln!("error: cannot render the report as JSON: {e}"),
     }
 }
-
-/// The termination message limit.
-pub(crate) const MAX_REPORT: usize = 4096;
 
 /// Serialize `report` to one line under [`MAX_REPORT`] bytes, shortening long strings (error
 /// texts, program output) until it fits.
@@ -63,7 +60,8 @@ pub(crate) fn one_line(report: &impl Serialize) -> String {
     if text.len() < MAX_REPORT {
         text
     } else {
-        serde_json::json!({ "ok": value.get("ok").cloned().unwrap_or(Value::Null), "error": "report too long" })
+        let keep = |k: &str| value.get(k).cloned().unwrap_or(Value::Null);
+        serde_json::json!({ "command": keep("command"), "ok": keep("ok"), "error": "report too long" })
             .to_string()
     }
 }
@@ -98,14 +96,17 @@ pub(crate) fn write(path: Option<&Path>, line: &str) {
 /// one `failed` builds from the error text; the one-line JSON written to `--report FILE` and, with
 /// `--json`, to stdout; otherwise `print_ok`'s text, or "COMMAND failed: ERROR" on stderr. Exit 0
 /// on success, 2 on error.
-pub(crate) fn finish<R: Serialize, E: std::fmt::Display>(
-    command: &str,
+pub(crate) fn finish<R, E: std::fmt::Display>(
+    command: Entrypoint,
     result: Result<R, E>,
     failed: impl FnOnce(String) -> R,
     report_path: Option<&Path>,
     json: bool,
     print_ok: impl FnOnce(&R),
-) -> ExitCode {
+) -> ExitCode
+where
+    R: Clone + Into<JobReport>,
+{
     let (rep, error) = match result {
         Ok(rep) => (rep, None),
         Err(e) => {
@@ -113,12 +114,12 @@ pub(crate) fn finish<R: Serialize, E: std::fmt::Display>(
             (failed(text.clone()), Some(text))
         }
     };
-    let line = one_line(&rep);
+    let line = rep.clone().into().to_line();
     write(report_path, &line);
     if json {
         println!("{line}");
     } else if let Some(err) = &error {
-        eprintln!("{command} failed: {err}");
+        eprintln!("{} failed: {err}", command.as_str());
     } else {
         print_ok(&rep);
     }
@@ -144,18 +145,29 @@ mod tests {
     }
 
     #[test]
-    fn the_report_file_holds_the_full_report_or_its_summary_when_too_long() {
+    fn the_report_file_holds_one_parsable_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report");
-        let summary = serde_json::json!({ "ok": true, "tables": 3 });
-        let small = serde_json::json!({ "ok": true, "tables": ["a", "b", "c"] });
-        write_file(&path, &small, &summary);
+        let r = JobReport::failed(Entrypoint::Sync, "x".repeat(10_000));
+        write_report(Some(&path), r);
         let line = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), small);
-        let big = serde_json::json!({ "ok": true, "tables": vec!["t".repeat(50); 200] });
-        write_file(&path, &big, &summary);
-        let line = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), summary);
+        assert!(
+            line.len() <= MAX_REPORT && line.ends_with('\n') && line.trim().lines().count() == 1
+        );
+        let back = JobReport::parse(&line).unwrap();
+        assert_eq!((back.entrypoint(), back.ok()), (Entrypoint::Sync, false));
+        assert!(back.error().unwrap().starts_with("xxx"));
+    }
+
+    #[test]
+    fn the_last_resort_keeps_the_command() {
+        let many: Vec<String> = (0..2000).map(|i| format!("{i}")).collect();
+        let line = one_line(&serde_json::json!({ "command": "check", "ok": true, "tables": many }));
         assert!(line.len() < MAX_REPORT);
+        let back = JobReport::parse(&line).unwrap();
+        assert_eq!(
+            (back.entrypoint(), back.error()),
+            (Entrypoint::Check, Some("report too long"))
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! `backup` + `restore` round trips, plain and encrypted, and the file's permissions.
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::ExitCode;
 
 use age::secrecy::ExposeSecret;
-use receiptdb_postgres::backup::{self, BackupOptions, RestoreOptions};
+use receiptdb_postgres::backup::{self, BackupArgs, BackupOptions, RestoreArgs, RestoreOptions};
 use receiptdb_postgres::compare::{self, CompareOptions, Method};
-use receiptdb_postgres::testing::TestCluster;
+use receiptdb_postgres::job_report::{Entrypoint, JobReport};
+use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
 
 pub const DATA: &str = "
     CREATE TYPE state AS ENUM ('a', 'b');
@@ -168,4 +170,71 @@ async fn restore_from_a_directory_takes_the_newest_scheduled_backup() {
         .unwrap()
         .get(0);
     assert_eq!(v, 2, "the newest backup was restored");
+}
+
+/// The `backup` and `restore` entrypoints as their Jobs run them: the reports the operator reads
+/// (`lastBackup`, the restore's `lastSync`) carry every field it uses.
+#[tokio::test]
+async fn entrypoint_reports_carry_what_the_operator_reads() {
+    let c = TestCluster::start();
+    c.create_db_with("app", DATA).await;
+    std::env::set_var("PGPASSWORD", TEST_PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("termination-log");
+    let read = || {
+        let line = std::fs::read_to_string(&file).unwrap();
+        assert!(line.len() < 4096 && line.trim_end().lines().count() == 1);
+        JobReport::parse(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    let output = dir.path().join("backup-20261201T000000Z.rdb");
+    let args = BackupArgs {
+        source: c.conninfo("app"),
+        output: output.clone(),
+        recipients_file: None,
+        report: Some(file.clone()),
+        json: false,
+        keep: Some(5),
+    };
+    assert_eq!(backup::main(args).await, ExitCode::SUCCESS);
+    let JobReport::Backup(b) = read() else {
+        panic!("not a backup report")
+    };
+    assert!(b.ok && b.error.is_none(), "{b:?}");
+    assert_eq!(b.output.as_deref(), output.to_str());
+    assert_eq!(b.file_bytes, std::fs::metadata(&output).unwrap().len());
+    assert!(b.snapshot_lsn.is_some() && !b.encrypted, "{b:?}");
+    assert_eq!(b.database, "app");
+
+    let args = RestoreArgs {
+        input: output.clone(),
+        target: c.conninfo("copy"),
+        identity_file: None,
+        report: Some(file.clone()),
+        json: false,
+    };
+    assert_eq!(backup::restore::main(args).await, ExitCode::SUCCESS);
+    let JobReport::Restore(r) = read() else {
+        panic!("not a restore report")
+    };
+    assert!(r.ok && r.error.is_none(), "{r:?}");
+    assert_eq!(r.input.as_deref(), output.to_str());
+    assert_eq!(
+        (r.database.as_str(), r.snapshot_lsn),
+        ("app", b.snapshot_lsn)
+    );
+    assert!(equal(&c, "app", "copy").await);
+
+    // A failure: the error, under the right command.
+    let args = BackupArgs {
+        source: c.conninfo("no_such_db"),
+        output,
+        recipients_file: None,
+        report: Some(file.clone()),
+        json: false,
+        keep: None,
+    };
+    assert_eq!(backup::main(args).await, ExitCode::from(2));
+    let r = read();
+    assert_eq!(r.entrypoint(), Entrypoint::Backup);
+    assert!(r.error().unwrap().contains("no_such_db"), "{r:?}");
 }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use receiptdb_postgres::compare::{self, CheckArgs, CompareOptions, Method};
+use receiptdb_postgres::job_report::{CheckReport, JobReport};
 use receiptdb_postgres::schema::SequenceStatus;
 use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
 
@@ -144,17 +145,34 @@ async fn cli_exit_codes() {
     pair(&c).await;
     // Both servers' password from PGPASSWORD (every test uses the same value).
     std::env::set_var("PGPASSWORD", TEST_PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("termination-log");
     let args = |method| CheckArgs {
         source: c.conninfo("src"),
         target: c.conninfo("tgt"),
         method,
         json: true,
         jobs: 2,
-        report: None,
+        report: Some(file.clone()),
+    };
+    // The report the operator reads: every field it uses, as the entrypoint wrote it.
+    let report = || -> CheckReport {
+        let line = std::fs::read_to_string(&file).unwrap();
+        match JobReport::parse(&line) {
+            Ok(JobReport::Check(r)) => r,
+            other => panic!("{other:?}: {line}"),
+        }
     };
     assert_eq!(
         compare::main(args(Method::Checksums)).await,
         ExitCode::SUCCESS
+    );
+    let r = report();
+    assert!(r.ok && r.error.is_none(), "{r:?}");
+    assert_eq!((r.method, r.equal), (Some(Method::Checksums), Some(true)));
+    assert!(
+        r.differing_tables.is_empty() && r.tables_compared == 3,
+        "{r:?}"
     );
     c.client("tgt")
         .await
@@ -165,11 +183,25 @@ async fn cli_exit_codes() {
         compare::main(args(Method::Checksums)).await,
         ExitCode::from(1)
     );
+    let r = report();
+    assert!(r.ok, "a difference is a verdict, not an error: {r:?}");
+    assert_eq!(r.equal, Some(false));
+    assert_eq!(r.differing_tables, ["\"public\".\"events\""]);
+    assert_eq!(r.differing_count, 1);
     assert_eq!(compare::main(args(Method::Counts)).await, ExitCode::SUCCESS);
+    assert_eq!(report().method, Some(Method::Counts));
     let mut bad = args(Method::Counts);
     bad.target = format!("{} password=secret", c.conninfo("tgt"));
     assert_eq!(compare::main(bad).await, ExitCode::from(2));
+    let r = report();
+    assert!(!r.ok && r.equal.is_none(), "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("password"), "{r:?}");
     let mut gone = args(Method::Counts);
     gone.target = c.conninfo("no_such_db");
     assert_eq!(compare::main(gone).await, ExitCode::from(2));
+    let r = report();
+    assert!(
+        !r.ok && r.error.as_deref().unwrap().contains("no_such_db"),
+        "{r:?}"
+    );
 }

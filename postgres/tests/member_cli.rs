@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use receiptdb_postgres::job_report::{Entrypoint, JobReport};
 use receiptdb_postgres::member::{self, CloneArgs, InitdbArgs, RejoinArgs};
 use receiptdb_postgres::testing::{free_port, postgres_tempdir, TestCluster, TEST_PASSWORD};
 
@@ -20,11 +21,12 @@ fn parse(args: &[&str]) -> Cli {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn report(path: &std::path::Path) -> serde_json::Value {
+/// The report file as the operator reads it (one line, under 4 KiB, the typed contract).
+fn report(path: &std::path::Path) -> JobReport {
     let text = std::fs::read_to_string(path).unwrap();
     assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
     assert!(text.len() < 4096);
-    serde_json::from_str(&text).unwrap()
+    JobReport::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[tokio::test]
@@ -59,9 +61,11 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
         unreachable!()
     };
     assert_eq!(member::initdb::main(args).await, ExitCode::SUCCESS);
-    let r = report(&rep_file);
-    assert_eq!(r["ok"], true);
-    assert_eq!(r["initialized"], true);
+    let JobReport::Initdb(r) = report(&rep_file) else {
+        panic!("not an initdb report")
+    };
+    assert!(r.ok && r.initialized, "{r:?}");
+    assert!(r.system_identifier.is_some(), "{r:?}");
     let json = std::fs::read_to_string(&rep_file).unwrap();
     assert!(!json.contains(TEST_PASSWORD) && !json.contains("cli-replication-password"));
     let a = TestCluster::adopt(dir);
@@ -90,12 +94,17 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
         unreachable!()
     };
     assert_eq!(member::clone::main(args).await, ExitCode::SUCCESS);
-    let r = report(&brep);
-    assert_eq!(r["ok"], true, "{r}");
+    let JobReport::Clone(r) = report(&brep) else {
+        panic!("not a clone report")
+    };
+    assert!(r.ok, "{r:?}");
     assert_eq!(
-        r["slot"], "orca_secondary",
+        r.slot, "orca_secondary",
         "slot derived from the application name"
     );
+    // What the operator puts in lastSync.message.
+    assert!(r.source.contains("127.0.0.1"), "{r:?}");
+    assert_eq!(r.timeline, Some(1), "{r:?}");
     let passfile = bdir.path().join("data.replication.pgpass");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&passfile).unwrap().permissions(),
@@ -108,8 +117,8 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
     };
     assert_eq!(member::clone::main(args).await, ExitCode::from(2));
     let r = report(&brep);
-    assert_eq!(r["ok"], false);
-    assert!(r["error"].as_str().unwrap().contains("not empty"), "{r}");
+    assert!(!r.ok(), "{r:?}");
+    assert!(r.error().unwrap().contains("not empty"), "{r:?}");
 
     // A password inside the connection string is refused.
     let Cli::Rejoin(args) = parse(&[
@@ -125,8 +134,7 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
         unreachable!()
     };
     assert_eq!(member::rejoin::main(args).await, ExitCode::from(2));
-    assert!(report(&brep)["error"]
-        .as_str()
-        .unwrap()
-        .contains("carries a password"));
+    let r = report(&brep);
+    assert_eq!(r.entrypoint(), Entrypoint::Rejoin);
+    assert!(r.error().unwrap().contains("carries a password"), "{r:?}");
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use member_common::*;
 use receiptdb_postgres::actions::{probe, promote};
-use receiptdb_postgres::member::{self, MemberError, RejoinMethod, Secret};
+use receiptdb_postgres::job_report::RejoinMethod;
+use receiptdb_postgres::member::{self, MemberError, Secret};
 use receiptdb_postgres::testing::{postgres_tempdir, TestCluster};
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use member_common::*;
 use receiptdb_postgres::actions::promote;
-use receiptdb_postgres::member::{self, RejoinMethod, RejoinOptions, Secret};
+use receiptdb_postgres::job_report::RejoinMethod;
+use receiptdb_postgres::member::{self, RejoinOptions, Secret};
 use receiptdb_postgres::testing::{postgres_tempdir, TestCluster};
 
 fn rejoin_options(stale: &TestCluster, source: &TestCluster, name: &str) -> RejoinOptions {

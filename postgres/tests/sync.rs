@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use receiptdb_postgres::compare::{self, CompareOptions, Method};
+use receiptdb_postgres::job_report::{JobReport, SyncReport};
 use receiptdb_postgres::sync::{self, SyncArgs, SyncMode, SyncOptions};
 use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
 
@@ -168,6 +169,8 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
         .await
         .unwrap();
     std::env::set_var("PGPASSWORD", TEST_PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("termination-log");
     let args = SyncArgs {
         source: c.conninfo("src"),
         target: c.conninfo("tgt"),
@@ -176,9 +179,23 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
         verbose: true,
         json: false,
         jobs: 2,
-        report: None,
+        report: Some(file.clone()),
+    };
+    // The report the operator reads: every field it uses, as the entrypoint wrote it.
+    let report = || -> SyncReport {
+        let line = std::fs::read_to_string(&file).unwrap();
+        match JobReport::parse(&line) {
+            Ok(JobReport::Sync(r)) => r,
+            other => panic!("{other:?}: {line}"),
+        }
     };
     assert_eq!(sync::main(args.clone()).await, ExitCode::SUCCESS);
+    let r = report();
+    assert!(r.ok && r.error.is_none(), "{r:?}");
+    assert_eq!(r.mode, Some(SyncMode::Tables), "{r:?}");
+    assert_eq!(r.tables_loaded, ["\"public\".\"notes\""], "{r:?}");
+    assert_eq!(r.tables_count, 1);
+    assert!(r.rows > 0 && !r.reason.is_empty(), "{r:?}");
     let after = compare::compare(&c.target("src"), &c.target("tgt"), checksums())
         .await
         .unwrap();
@@ -186,6 +203,11 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
     let mut bad = args;
     bad.source = c.conninfo("missing_db");
     assert_eq!(sync::main(bad).await, ExitCode::from(2));
+    let r = report();
+    assert!(
+        !r.ok && r.error.as_deref().unwrap().contains("missing_db"),
+        "{r:?}"
+    );
 }
 
 /// Source and target on two servers; a big table so the copy takes a while.

@@ -17,8 +17,8 @@ use super::context::{Context, MemberTarget};
 use super::error::Error;
 use crate::crd::{annotation, Member, ReceiptDbPair};
 use crate::pair::{
-    FinishedBackup, JobKind, JobObservation, JobState, Observation, PodObservation, Requests,
-    SyncRequest,
+    FinishedBackup, JobKind, JobObservation, JobState, Observation, PodObservation, Reported,
+    Requests, SyncRequest,
 };
 use crate::resources::secrets::{generated, password_in, password_ref, PasswordRole};
 use crate::resources::{labels, member_host, params, services};
@@ -279,7 +279,7 @@ fn job_observation(job: &Job, pods: &[Pod]) -> Option<(JobObservation, u32)> {
     let name = job.name_any();
     let state = job_state(job);
     let report = (state != JobState::Running)
-        .then(|| termination_report(&name, pods))
+        .then(|| termination_report(kind, &name, pods))
         .flatten();
     Some((
         JobObservation {
@@ -311,7 +311,7 @@ fn last_scheduled_backup(jobs: &[Job], pods: &[Pod]) -> Option<FinishedBackup> {
             Some(FinishedBackup {
                 finished: finished_at(j)?,
                 succeeded,
-                report: termination_report(&name, pods),
+                report: termination_report(JobKind::Backup, &name, pods),
                 name,
             })
         })
@@ -356,12 +356,12 @@ pub fn job_state(job: &Job) -> JobState {
     }
 }
 
-/// The entrypoint's JSON report from the termination message of the Job's newest finished
-/// pod; a message that is not JSON is kept as a string (it is the error text).
+/// The entrypoint's report from the termination message of the Job's newest finished pod,
+/// parsed into the entrypoint's type; any other message is kept as text (it is the error).
 ///
 /// A Job's pods are found by the operator's own label or, for the CronJob's Jobs whose names
 /// the CronJob chooses, by the label the Job controller sets (`batch.kubernetes.io/job-name`).
-fn termination_report(job_name: &str, pods: &[Pod]) -> Option<serde_json::Value> {
+fn termination_report(kind: JobKind, job_name: &str, pods: &[Pod]) -> Option<Reported> {
     let of_job = |p: &&Pod| {
         let l = p.labels();
         [labels::JOB_NAME, K8S_JOB_NAME]
@@ -386,7 +386,7 @@ fn termination_report(job_name: &str, pods: &[Pod]) -> Option<serde_json::Value>
             t(a).cmp(&t(b))
         })
         .and_then(|t| t.message)
-        .map(|m| serde_json::from_str(m.trim()).unwrap_or(serde_json::Value::String(m)))
+        .map(|m| Reported::parse(kind.entrypoint(), &m))
 }
 
 #[cfg(test)]

@@ -298,6 +298,34 @@ pub enum CheckMethod {
     Checksums,
 }
 
+impl CheckMethod {
+    /// The name in the spec, status and the `check --method` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckMethod::Counts => "counts",
+            CheckMethod::Checksums => "checksums",
+        }
+    }
+}
+
+impl From<CheckMethod> for receiptdb_postgres::compare::Method {
+    fn from(m: CheckMethod) -> Self {
+        match m {
+            CheckMethod::Counts => Self::Counts,
+            CheckMethod::Checksums => Self::Checksums,
+        }
+    }
+}
+
+impl From<receiptdb_postgres::compare::Method> for CheckMethod {
+    fn from(m: receiptdb_postgres::compare::Method) -> Self {
+        match m {
+            receiptdb_postgres::compare::Method::Counts => CheckMethod::Counts,
+            receiptdb_postgres::compare::Method::Checksums => CheckMethod::Checksums,
+        }
+    }
+}
+
 /// Scheduled backups.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

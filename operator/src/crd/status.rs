@@ -292,17 +292,37 @@ pub struct SyncRecord {
     pub time: Time,
     /// The member re-aligned.
     pub member: Member,
-    /// `rewind`, `clone`, `sync` or `restore`.
+    /// How: `rewind`, `clone` or `none` (a rejoin that had nothing to change), `sync`
+    /// (external mode), `restore`.
     pub method: String,
     /// Whether it succeeded.
     pub succeeded: bool,
     /// What happened, for people.
     #[serde(default)]
     pub message: String,
-    /// What the member had that the authoritative one lacked and that was discarded: the old
-    /// timeline and LSN range past the fork point (`X/Y-X/Y`), when known.
+    /// WAL the member had past the fork point, which the authoritative member never had and
+    /// re-alignment threw away. Absent when nothing was discarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discarded: Option<String>,
+    pub discarded: Option<DiscardedWal>,
+}
+
+/// WAL thrown away by a re-alignment: commits the member made alone, after the fork point
+/// (asynchronous mode, or a primary that went on without its standby). Nothing a client was
+/// told was safe in synchronous mode is ever in it.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscardedWal {
+    /// The member's timeline the range is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// Start of the range (the fork point), `X/Y`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// End of the member's WAL, `X/Y`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Bytes of WAL between them.
+    pub bytes: i64,
 }
 
 /// The most recent backup.
@@ -330,8 +350,8 @@ pub struct BackupRecord {
 pub struct CheckRecord {
     /// When it finished.
     pub time: Time,
-    /// `counts` or `checksums`.
-    pub method: String,
+    /// How the tables were compared.
+    pub method: super::CheckMethod,
     /// Whether the two databases compared equal.
     pub equal: bool,
     /// Tables that differ (at most 20 listed).

@@ -5,10 +5,12 @@
 //! `status.lastBackup` (hence the `BackupSucceeded` condition) and one Event, Normal when it
 //! succeeded and Warning when it failed. The same outcome seen again changes nothing.
 
+use receiptdb_postgres::job_report::JobReport;
+
 use crate::crd::BackupRecord;
 
 use super::context::Cx;
-use super::FinishedBackup;
+use super::{FinishedBackup, Reported};
 
 /// Record the newest finished backup, when it is newer than the one recorded.
 pub(crate) fn record(cx: &mut Cx) {
@@ -30,37 +32,26 @@ pub(crate) fn record(cx: &mut Cx) {
 
 fn backup_record(job: &FinishedBackup) -> BackupRecord {
     let report = job.report.as_ref();
-    let text = |key: &str| {
-        report
-            .and_then(|r| r.get(key))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
+    let written = match report.and_then(Reported::report) {
+        Some(JobReport::Backup(r)) if r.ok => Some(r),
+        _ => None,
     };
-    let file = text("output");
-    let size_bytes = report
-        .and_then(|r| r.get("file_bytes"))
-        .and_then(serde_json::Value::as_i64);
-    let manifest = |key: &str| {
-        report
-            .and_then(|r| r.pointer(&format!("/manifest/{key}")))
-            .cloned()
-    };
+    let file = written.and_then(|r| r.output.clone());
+    let size_bytes = written.map(|r| i64::try_from(r.file_bytes).unwrap_or(i64::MAX));
     let message = if job.succeeded {
-        let lsn = manifest("snapshot_lsn")
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| "unknown".to_string());
-        let encrypted = manifest("encrypted").and_then(|v| v.as_bool()) == Some(true);
-        match (&file, size_bytes) {
-            (Some(f), Some(n)) => format!(
-                "{f}: {n} bytes, LSN {lsn}, {}encrypted (Job {})",
-                if encrypted { "" } else { "not " },
+        match (written, &file) {
+            (Some(r), Some(f)) => format!(
+                "{f}: {} bytes, LSN {}, {}encrypted (Job {})",
+                r.file_bytes,
+                r.snapshot_lsn
+                    .map_or("unknown".to_string(), |l| l.to_string()),
+                if r.encrypted { "" } else { "not " },
                 job.name
             ),
             _ => format!("Job {} succeeded (no report)", job.name),
         }
     } else {
-        // The report is `{"ok": false, "error": ...}`, or the raw message when it was not JSON.
-        match text("error").or_else(|| report.and_then(|r| r.as_str()).map(str::to_string)) {
+        match report.and_then(Reported::error) {
             Some(e) => format!("Job {} failed: {e}", job.name),
             None => format!("Job {} failed (no report; see its pod's log)", job.name),
         }

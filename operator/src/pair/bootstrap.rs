@@ -7,13 +7,13 @@
 //! serve an empty database: the pair is re-created from the backup when one is configured, and
 //! otherwise stops with `Failed` for a person to decide.
 
-use serde_json::Value;
+use receiptdb_postgres::job_report::JobReport;
 
 use crate::crd::{Member, Operation, OperationKind, OperationStep, SyncRecord};
 
 use super::context::Cx;
 use super::jobs::{self, JobProgress};
-use super::JobKind;
+use super::{JobKind, Reported};
 
 /// Why bootstrap cannot continue on its own, when it cannot.
 pub(crate) const BOTH_LOST: &str = "both members' data is lost and no bootstrap.fromBackup is \
@@ -113,7 +113,8 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
     }
 }
 
-fn succeeded(cx: &mut Cx, op: &Operation, kind: JobKind, report: Option<&Value>) {
+fn succeeded(cx: &mut Cx, op: &Operation, kind: JobKind, report: Option<&Reported>) {
+    let report = report.and_then(Reported::report);
     let m = op.member;
     let now = cx.time();
     match kind {
@@ -124,7 +125,7 @@ fn succeeded(cx: &mut Cx, op: &Operation, kind: JobKind, report: Option<&Value>)
                 member: m,
                 method: "restore".to_string(),
                 succeeded: true,
-                message: report_message(report, "restored from bootstrap.fromBackup"),
+                message: restored_message(report),
                 discarded: None,
             });
         }
@@ -142,7 +143,7 @@ fn succeeded(cx: &mut Cx, op: &Operation, kind: JobKind, report: Option<&Value>)
                     member: m,
                     method: "clone".to_string(),
                     succeeded: true,
-                    message: report_message(report, "cloned from the authoritative member"),
+                    message: cloned_message(report),
                     discarded: None,
                 });
             }
@@ -155,10 +156,25 @@ fn succeeded(cx: &mut Cx, op: &Operation, kind: JobKind, report: Option<&Value>)
     );
 }
 
-fn report_message(report: Option<&Value>, default: &str) -> String {
-    report
-        .and_then(|r| r.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or(default)
-        .to_string()
+fn restored_message(report: Option<&JobReport>) -> String {
+    match report {
+        Some(JobReport::Restore(r)) => format!(
+            "restored {} from {} (snapshot LSN {})",
+            r.database,
+            r.input.as_deref().unwrap_or("a backup"),
+            r.snapshot_lsn
+                .map_or("unknown".to_string(), |l| l.to_string())
+        ),
+        _ => "restored from bootstrap.fromBackup".to_string(),
+    }
+}
+
+fn cloned_message(report: Option<&JobReport>) -> String {
+    match report {
+        Some(JobReport::Clone(r)) => match r.timeline {
+            Some(t) => format!("cloned from {} (timeline {t})", r.source),
+            None => format!("cloned from {}", r.source),
+        },
+        _ => "cloned from the authoritative member".to_string(),
+    }
 }

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use receiptdb_postgres::job_report::{CheckReport, JobReport};
 
 use crate::crd::{CheckMethod, CheckRecord, Member, Operation, OperationKind, OperationStep};
 
 use super::context::Cx;
 use super::jobs::{self, JobProgress};
-use super::{realign, JobKind};
+use super::{realign, JobKind, Reported};
 
 /// Prefix of `lastCheck.message` when the check could not run (ConsistencyVerified Unknown).
 pub const CHECK_ERROR: &str = "check could not run: ";
@@ -75,7 +75,7 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
         JobProgress::Succeeded(r) | JobProgress::Failed(_, r) => r,
     };
     record(cx, report.as_ref());
-    match equal(report.as_ref()) {
+    match verdict(report.as_ref()) {
         Some(true) => None,
         Some(false) => {
             let tables = cx
@@ -114,54 +114,41 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
     }
 }
 
+/// The check's report, when the message was one.
+fn check_report(report: Option<&Reported>) -> Option<&CheckReport> {
+    match report?.report()? {
+        JobReport::Check(r) => Some(r),
+        _ => None,
+    }
+}
+
 /// The report's verdict: `Some(equal)`, or `None` when the check did not run to the end.
-pub fn equal(report: Option<&Value>) -> Option<bool> {
-    report?.get("equal")?.as_bool()
+pub fn verdict(report: Option<&Reported>) -> Option<bool> {
+    check_report(report).filter(|r| r.ok)?.equal
 }
 
 /// Record a check's outcome in `lastCheck`.
-pub(crate) fn record(cx: &mut Cx, report: Option<&Value>) {
-    let method = match cx.spec().consistency_check.method {
-        CheckMethod::Counts => "counts",
-        CheckMethod::Checksums => "checksums",
-    };
-    let verdict = equal(report);
-    let mut differing: Vec<String> = Vec::new();
-    if let Some(r) = report {
-        if let Some(tables) = r.get("tables").and_then(Value::as_array) {
-            differing.extend(
-                tables
-                    .iter()
-                    .filter(|t| t.get("equal").and_then(Value::as_bool) == Some(false))
-                    .filter_map(|t| t.get("table").and_then(Value::as_str))
-                    .map(str::to_string),
-            );
+pub(crate) fn record(cx: &mut Cx, report: Option<&Reported>) {
+    let checked = check_report(report);
+    let verdict = verdict(report);
+    let differing = checked
+        .map(|r| r.differing_tables.clone())
+        .unwrap_or_default();
+    let message = match (verdict, checked) {
+        (Some(true), _) => "the two databases compare equal".to_string(),
+        (Some(false), Some(r)) => {
+            format!("{} table(s) differ", r.differing_count.max(differing.len()))
         }
-        for key in ["only_in_source", "only_in_target"] {
-            if let Some(list) = r.get(key).and_then(Value::as_array) {
-                differing.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
-            }
-        }
-    }
-    differing.truncate(20);
-    let message = match verdict {
-        Some(true) => "the two databases compare equal".to_string(),
-        Some(false) => format!("{} table(s) differ", differing.len()),
-        None => format!(
+        _ => format!(
             "{CHECK_ERROR}{}",
-            report
-                .and_then(|r| r.get("error"))
-                .and_then(Value::as_str)
-                .unwrap_or("no report")
+            report.and_then(Reported::error).unwrap_or("no report")
         ),
     };
     cx.status.last_check = Some(CheckRecord {
         time: cx.time(),
-        method: report
-            .and_then(|r| r.get("method"))
-            .and_then(Value::as_str)
-            .unwrap_or(method)
-            .to_string(),
+        method: checked
+            .and_then(|r| r.method)
+            .map_or(cx.spec().consistency_check.method, CheckMethod::from),
         equal: verdict == Some(true),
         differing_tables: differing,
         message,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use receiptdb_postgres::actions::Lsn;
 
 use crate::crd::{
     Member, MemberStatus, ReceiptDbPair, ReceiptDbPairSpec, ReceiptDbPairStatus, ReplicationMode,
@@ -133,17 +134,15 @@ pub(crate) fn member_status(s: &ReceiptDbPairStatus, m: Member) -> &MemberStatus
     }
 }
 
-/// A WAL position as PostgreSQL prints it: `X/Y`, hexadecimal halves.
+/// A WAL position as PostgreSQL prints it: `X/Y`, hexadecimal halves (the data path's
+/// [`Lsn`], the one parser and printer of WAL positions).
 pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+    Lsn(lsn).to_string()
 }
 
 /// Parse `X/Y`; `None` when malformed.
 pub fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.split_once('/')?;
-    let hi = u64::from_str_radix(hi, 16).ok()?;
-    let lo = u64::from_str_radix(lo, 16).ok()?;
-    (hi <= 0xFFFF_FFFF && lo <= 0xFFFF_FFFF).then_some((hi << 32) | lo)
+    s.parse::<Lsn>().ok().map(|l| l.0)
 }
 
 /// Milliseconds between two instants (negative when `b` is before `a`).

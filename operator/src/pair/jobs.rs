@@ -7,19 +7,17 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::crd::{Member, Operation, OperationKind, OperationStep};
 
 use super::context::Cx;
-use super::{Action, JobKind, JobState};
+use super::{Action, JobKind, JobState, Reported};
 
 /// Where an operation's Job is.
 pub(crate) enum JobProgress {
     /// Not created yet, waiting for a leftover to go, backing off, or running.
     Waiting,
-    Succeeded(Option<Value>),
-    Failed(String, Option<Value>),
+    Succeeded(Option<Reported>),
+    Failed(String, Option<Reported>),
 }
 
 /// Drive the Job of `kind` on `op.member`: create it, wait, return its outcome.
@@ -94,10 +92,9 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(secs.min(300))
 }
 
-fn report_error(report: Option<&Value>) -> String {
+fn report_error(report: Option<&Reported>) -> String {
     report
-        .and_then(|r| r.get("error"))
-        .and_then(Value::as_str)
+        .and_then(Reported::error)
         .map(str::to_string)
         .unwrap_or_else(|| "the Job failed without a report".to_string())
 }

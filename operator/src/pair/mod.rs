@@ -1,6 +1,6 @@
 //! The pure core: `decide(pair, observation, now) -> decision`. No client, no clock.
 //!
-//! This is where the pair's safety lives (DESIGN section 3):
+//! This is where the pair's safety lives (docs/design.md section 3):
 //! 1. the client Service selects at most one member, never a stale or fenced one;
 //! 2. data flows only from the authoritative member to the other;
 //! 3. a member is promoted only after the old active one is fenced or confirmed down;
@@ -30,6 +30,7 @@ mod spec_error;
 mod switchover;
 mod synchronous;
 
+pub use checks::verdict;
 pub use checks::CHECK_ERROR;
 pub use conditions::{condition, is_true};
 pub use context::{format_lsn, parse_lsn, FAST};

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use receiptdb_postgres::job_report::{Entrypoint, JobReport};
 
 use crate::crd::Member;
 
@@ -43,8 +44,8 @@ pub struct FinishedBackup {
     pub finished: Time,
     /// Whether it succeeded.
     pub succeeded: bool,
-    /// The `backup` entrypoint's JSON report, from the pod's termination message.
-    pub report: Option<serde_json::Value>,
+    /// The `backup` entrypoint's report, from the pod's termination message.
+    pub report: Option<Reported>,
 }
 
 impl Observation {
@@ -179,6 +180,19 @@ impl JobKind {
             JobKind::Backup => "backup",
         }
     }
+
+    /// The entrypoint the Job runs (whose report it leaves).
+    pub fn entrypoint(self) -> Entrypoint {
+        match self {
+            JobKind::Initdb => Entrypoint::Initdb,
+            JobKind::Clone => Entrypoint::Clone,
+            JobKind::Rejoin => Entrypoint::Rejoin,
+            JobKind::Sync => Entrypoint::Sync,
+            JobKind::Restore => Entrypoint::Restore,
+            JobKind::Check => Entrypoint::Check,
+            JobKind::Backup => Entrypoint::Backup,
+        }
+    }
 }
 
 /// What was seen of one owned Job.
@@ -192,8 +206,44 @@ pub struct JobObservation {
     pub name: String,
     /// Where it is.
     pub state: JobState,
-    /// The entrypoint's JSON report, from the pod's termination message, when it ended.
-    pub report: Option<serde_json::Value>,
+    /// The entrypoint's report, from the pod's termination message, when it ended.
+    pub report: Option<Reported>,
+}
+
+/// A termination message, read once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reported {
+    /// The report of the Job's entrypoint.
+    Report(Box<JobReport>),
+    /// Anything else: not JSON (the container crashed and the kubelet kept its last log
+    /// lines), or the report of another entrypoint. Its text, for people.
+    Unreadable(String),
+}
+
+impl Reported {
+    /// Read the termination message of a Job running `entrypoint`.
+    pub fn parse(entrypoint: Entrypoint, message: &str) -> Reported {
+        match JobReport::parse(message) {
+            Ok(r) if r.entrypoint() == entrypoint => Reported::Report(Box::new(r)),
+            _ => Reported::Unreadable(message.trim().to_string()),
+        }
+    }
+
+    /// The typed report, when there is one.
+    pub fn report(&self) -> Option<&JobReport> {
+        match self {
+            Reported::Report(r) => Some(r.as_ref()),
+            Reported::Unreadable(_) => None,
+        }
+    }
+
+    /// Why the Job failed, as far as the message says.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Reported::Report(r) => r.error(),
+            Reported::Unreadable(text) => Some(text).filter(|t| !t.is_empty()).map(String::as_str),
+        }
+    }
 }
 
 /// A Job's progress.

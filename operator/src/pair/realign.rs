@@ -5,13 +5,15 @@
 //! `InSync` follows when it streams with zero lag. External: a `sync` Job into the running
 //! member, then a `check` Job; the member stops being stale only when both compare equal.
 
-use serde_json::Value;
+use receiptdb_postgres::job_report::{JobReport, RejoinReport};
 
-use crate::crd::{Member, Operation, OperationKind, OperationStep, ServerRole, SyncRecord};
+use crate::crd::{
+    DiscardedWal, Member, Operation, OperationKind, OperationStep, ServerRole, SyncRecord,
+};
 
 use super::context::Cx;
 use super::jobs::{self, JobProgress};
-use super::JobKind;
+use super::{JobKind, Reported};
 
 /// Start re-aligning the stale non-authoritative member, when it may be. True when started.
 pub(crate) fn plan(cx: &mut Cx) -> bool {
@@ -89,15 +91,14 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
             Some(op)
         }
         JobProgress::Succeeded(report) if op.kind == OperationKind::Sync => {
-            record(cx, n, &report, "sync");
+            record(cx, n, kind, report.as_ref());
             op.step = OperationStep::Verifying;
             op.job_created = false;
             op.job = None;
             Some(op)
         }
         JobProgress::Succeeded(report) => {
-            let default = if op.force { "clone" } else { "rewind" };
-            record(cx, n, &report, default);
+            record(cx, n, kind, report.as_ref());
             let st = cx.member_mut(n);
             st.stale = false;
             st.fenced = false;
@@ -117,7 +118,7 @@ fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
     match jobs::run(cx, &mut op, JobKind::Check) {
         JobProgress::Waiting => Some(op),
         JobProgress::Succeeded(report) | JobProgress::Failed(_, report)
-            if super::checks::equal(report.as_ref()) == Some(true) =>
+            if super::checks::verdict(report.as_ref()) == Some(true) =>
         {
             super::checks::record(cx, report.as_ref());
             cx.member_mut(n).stale = false;
@@ -146,42 +147,64 @@ fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
     }
 }
 
-fn record(cx: &mut Cx, n: Member, report: &Option<Value>, default_method: &str) {
-    let r = report.as_ref();
-    let text = |k: &str| r.and_then(|r| r.get(k)).and_then(Value::as_str);
+/// Record a finished re-alignment in `lastSync` from the Job's report; WAL it discarded also
+/// gets a Warning Event.
+fn record(cx: &mut Cx, n: Member, kind: JobKind, report: Option<&Reported>) {
+    let from = n.other();
+    let (method, details, discarded) = match report.and_then(Reported::report) {
+        Some(JobReport::Rejoin(r)) => {
+            let method = r.method.map_or("rejoin", |m| m.as_str());
+            (method, Some(r.reason.clone()), discarded(r))
+        }
+        Some(JobReport::Clone(_)) => ("clone", None, None),
+        Some(JobReport::Sync(r)) => (
+            "sync",
+            Some(format!(
+                "{} table(s) loaded, {} rows: {}",
+                r.tables_count, r.rows, r.reason
+            )),
+            None,
+        ),
+        // No readable report: the Job that ran says how.
+        _ => match kind {
+            JobKind::Clone => ("clone", None, None),
+            JobKind::Sync => ("sync", None, None),
+            _ => ("rejoin", None, None),
+        },
+    };
+    let mut message = format!("{n} re-aligned from {from} by {method}");
+    if let Some(d) = details.filter(|d| !d.is_empty()) {
+        message.push_str(&format!(" ({d})"));
+    }
+    if let Some(d) = &discarded {
+        cx.event(
+            true,
+            "WalDiscarded",
+            format!(
+                "re-aligning {n} discarded {} bytes of WAL that {from} never had: {}-{} on timeline {}",
+                d.bytes,
+                d.from.as_deref().unwrap_or("?"),
+                d.to.as_deref().unwrap_or("?"),
+                d.timeline.map_or("?".to_string(), |t| t.to_string()),
+            ),
+        );
+    }
     cx.status.last_sync = Some(SyncRecord {
         time: cx.time(),
         member: n,
-        method: text("method").unwrap_or(default_method).to_string(),
+        method: method.to_string(),
         succeeded: true,
-        message: text("message")
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{n} re-aligned from {}", n.other())),
-        discarded: r.and_then(discarded),
+        message,
+        discarded,
     });
 }
 
-/// What the rejoin report says was discarded: a string, or `{from, to}` / `{start, end}`.
-pub fn discarded(report: &Value) -> Option<String> {
-    match report.get("discarded")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => {
-            let get = |a: &str, b: &str| {
-                o.get(a)
-                    .or_else(|| o.get(b))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            let range = match (get("from", "start"), get("to", "end")) {
-                (Some(a), Some(b)) => format!("{a}-{b}"),
-                (Some(a), None) => format!("{a}-"),
-                _ => return None,
-            };
-            Some(match o.get("timeline").and_then(Value::as_u64) {
-                Some(t) => format!("timeline {t}: {range}"),
-                None => range,
-            })
-        }
-        _ => None,
-    }
+/// The WAL a rejoin discarded, when it discarded any.
+pub fn discarded(r: &RejoinReport) -> Option<DiscardedWal> {
+    (r.lost.bytes > 0).then(|| DiscardedWal {
+        timeline: r.stale_timeline,
+        from: r.lost.from.map(|l| l.to_string()),
+        to: r.lost.to.map(|l| l.to_string()),
+        bytes: i64::try_from(r.lost.bytes).unwrap_or(i64::MAX),
+    })
 }

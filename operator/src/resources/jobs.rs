@@ -29,7 +29,7 @@ use super::{
     data_claim_name, labels, member_host, owned_meta, quantity, OperatorConfig, DATA_MOUNT,
     DATA_VOLUME, PGDATA,
 };
-use crate::crd::{annotation, BackupLocation, CheckMethod, Member, ReceiptDbPair, SecretKeyRef};
+use crate::crd::{annotation, BackupLocation, Member, ReceiptDbPair, SecretKeyRef};
 use crate::pair::JobKind;
 
 /// Where the entrypoint writes its JSON report; the kubelet turns it into the pod's termination
@@ -98,10 +98,7 @@ fn password_env(pair: &ReceiptDbPair, kind: JobKind) -> Vec<EnvVar> {
 }
 
 fn method(pair: &ReceiptDbPair) -> &'static str {
-    match pair.spec.consistency_check.method {
-        CheckMethod::Counts => "counts",
-        CheckMethod::Checksums => "checksums",
-    }
+    pair.spec.consistency_check.method.as_str()
 }
 
 /// Volumes and mounts for a backup location (a PVC; S3 is refused earlier as a spec error).
@@ -592,6 +589,65 @@ mod tests {
             assert!(!args.contains("password"), "{kind:?}: {args}");
             assert_eq!(c.termination_message_path.as_deref(), Some(TERMINATION_LOG));
             assert!(args.ends_with("--report /dev/termination-log"), "{args}");
+        }
+    }
+
+    /// Every Job's command line is one the entrypoint it runs parses (the same clap argument
+    /// types the binary uses): an argument it does not know cannot be rendered unnoticed.
+    #[test]
+    fn every_job_command_line_parses_as_its_entrypoint() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let p = full_pair();
+        let mut forced = p.clone();
+        forced
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(annotation::SYNC.into(), "force".into());
+        let mut lines: Vec<(JobKind, Vec<String>)> = Vec::new();
+        for pair in [&p, &forced] {
+            for kind in ALL_KINDS {
+                for member in [Member::Primary, Member::Secondary] {
+                    let c = main_container(&job(pair, kind, member, 1, &OperatorConfig::default()));
+                    lines.push((kind, c.command.unwrap()));
+                }
+            }
+        }
+        let cron = crate::resources::cronjob::backup_cronjob(&p, &OperatorConfig::default())
+            .expect("a scheduled backup");
+        let pod = cron.spec.job_template.spec.unwrap().template.spec.unwrap();
+        // The CronJob's line goes through a shell (for the file's timestamp): let the shell
+        // expand it, printing the argument vector instead of running it.
+        let shell = pod.containers[0].command.clone().unwrap();
+        assert_eq!(shell[..2], ["/bin/sh", "-c"]);
+        let script = shell[2].replacen("exec ", "printf '%s\\n' ", 1);
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .args(&shell[3..])
+            .output()
+            .unwrap();
+        let argv: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.push((JobKind::Backup, argv));
+        for (kind, line) in lines {
+            let cli = Cli::try_parse_from(&line)
+                .unwrap_or_else(|e| panic!("{kind:?}: {}: {e}", line.join(" ")));
+            let ran = match cli.command {
+                Command::Initdb(_) => JobKind::Initdb,
+                Command::Clone(_) => JobKind::Clone,
+                Command::Rejoin(_) => JobKind::Rejoin,
+                Command::Check(_) => JobKind::Check,
+                Command::Sync(_) => JobKind::Sync,
+                Command::Backup(_) => JobKind::Backup,
+                Command::Restore(_) => JobKind::Restore,
+                other => panic!("{kind:?} runs {other:?}"),
+            };
+            assert_eq!(ran, kind, "{}", line.join(" "));
         }
     }
 

@@ -11,8 +11,15 @@ use receiptdb_operator::crd::{
 };
 use receiptdb_operator::pair::{
     decide, Action, Decision, JobKind, JobObservation, JobState, MemberObservation, Observation,
-    PodObservation, Requests, ServerProbe, StandbyObservation, SyncRequest,
+    PodObservation, Reported, Requests, ServerProbe, StandbyObservation, SyncRequest,
 };
+use receiptdb_postgres::actions::Lsn;
+use receiptdb_postgres::compare::Method;
+use receiptdb_postgres::job_report::{
+    BackupReport, CheckReport, CloneReport, InitdbReport, JobReport, Lost, RejoinMethod,
+    RejoinReport, RestoreReport, SyncReport,
+};
+use receiptdb_postgres::sync::SyncMode;
 
 /// A pair named `orca` with the given spec tweaks.
 pub fn pair(f: impl FnOnce(&mut ReceiptDbPairSpec)) -> ReceiptDbPair {
@@ -310,13 +317,15 @@ impl World {
             let (state, report) = if fail {
                 (
                     JobState::Failed,
-                    serde_json::json!({"ok": false, "error": "boom"}),
+                    JobReport::failed(kind.entrypoint(), "boom"),
                 )
             } else {
                 self.job_effect(kind, m, auth)
             };
             self.jobs[i].state = state;
-            self.jobs[i].report = Some(report);
+            // Through the termination message, as the operator reads it.
+            let message = report.to_line();
+            self.jobs[i].report = Some(Reported::parse(kind.entrypoint(), &message));
         }
     }
 
@@ -325,7 +334,7 @@ impl World {
         kind: JobKind,
         m: Member,
         _auth: Option<Member>,
-    ) -> (JobState, serde_json::Value) {
+    ) -> (JobState, JobReport) {
         let source = self.nodes[idx(m.other())].data.clone();
         match kind {
             JobKind::Initdb => {
@@ -338,36 +347,74 @@ impl World {
                     lineage,
                 });
                 self.data_lost[idx(m)] = false;
-                (JobState::Succeeded, serde_json::json!({"ok": true}))
+                let r = InitdbReport {
+                    ok: true,
+                    initialized: true,
+                    ..Default::default()
+                };
+                (JobState::Succeeded, r.into())
             }
             JobKind::Clone | JobKind::Rejoin => match source {
                 Some(s) if self.nodes[idx(m.other())].running() => {
-                    let method = if kind == JobKind::Clone {
-                        "clone"
-                    } else {
-                        "rewind"
+                    // What the member had past the source's position is thrown away.
+                    let mine = self.nodes[idx(m)].data.clone();
+                    let fork = mine.as_ref().and_then(|d| {
+                        if d.lineage == s.lineage {
+                            Some(s.lsn)
+                        } else {
+                            let f = self
+                                .forks
+                                .iter()
+                                .find(|f| f.0 == s.lineage && f.1 == d.lineage);
+                            f.map(|f| f.2)
+                        }
+                    });
+                    let lost = match (&mine, fork) {
+                        (Some(d), Some(at)) if d.lsn > at => Lost {
+                            from: Some(Lsn(at)),
+                            to: Some(Lsn(d.lsn)),
+                            bytes: d.lsn - at,
+                        },
+                        _ => Lost::default(),
                     };
                     self.node(m).data = Some(Data {
                         in_recovery: true,
                         ..s
                     });
                     self.data_lost[idx(m)] = false;
-                    (
-                        JobState::Succeeded,
-                        serde_json::json!({"ok": true, "method": method,
-                            "discarded": {"from": "0/100", "to": "0/200", "timeline": 1}}),
-                    )
+                    let report: JobReport = if kind == JobKind::Clone {
+                        CloneReport {
+                            ok: true,
+                            timeline: Some(s.timeline),
+                            ..Default::default()
+                        }
+                        .into()
+                    } else {
+                        RejoinReport {
+                            ok: true,
+                            method: Some(RejoinMethod::Rewind),
+                            stale_timeline: mine.map(|d| d.timeline),
+                            lost,
+                            ..Default::default()
+                        }
+                        .into()
+                    };
+                    (JobState::Succeeded, report)
                 }
                 _ => (
                     JobState::Failed,
-                    serde_json::json!({"ok": false, "error": "source down"}),
+                    JobReport::failed(kind.entrypoint(), "source down"),
                 ),
             },
             JobKind::Restore => {
                 if let Some(d) = self.node(m).data.as_mut() {
                     d.lsn += 1000;
                 }
-                (JobState::Succeeded, serde_json::json!({"ok": true}))
+                let r = RestoreReport {
+                    ok: true,
+                    ..Default::default()
+                };
+                (JobState::Succeeded, r.into())
             }
             JobKind::Sync => {
                 if let Some(s) = source {
@@ -376,7 +423,12 @@ impl World {
                         d.lsn = lsn;
                     }
                 }
-                (JobState::Succeeded, serde_json::json!({"ok": true}))
+                let r = SyncReport {
+                    ok: true,
+                    mode: Some(SyncMode::Tables),
+                    ..Default::default()
+                };
+                (JobState::Succeeded, r.into())
             }
             JobKind::Check | JobKind::Backup => {
                 let a = self.nodes[0].data.as_ref().map(|d| d.lsn);
@@ -387,11 +439,30 @@ impl World {
                 } else {
                     JobState::Failed
                 };
-                (
-                    state,
-                    serde_json::json!({"equal": equal, "method": "checksums",
-                        "tables": [{"table": "public.receipts", "equal": equal}]}),
-                )
+                let differing: Vec<String> = if equal {
+                    Vec::new()
+                } else {
+                    vec!["public.receipts".to_string()]
+                };
+                let report: JobReport = if kind == JobKind::Check {
+                    CheckReport {
+                        ok: true,
+                        method: Some(Method::Checksums),
+                        equal: Some(equal),
+                        tables_compared: 1,
+                        differing_count: differing.len(),
+                        differing_tables: differing,
+                        ..Default::default()
+                    }
+                    .into()
+                } else {
+                    BackupReport {
+                        ok: true,
+                        ..Default::default()
+                    }
+                    .into()
+                };
+                (state, report)
             }
         }
     }

@@ -23,12 +23,13 @@ use serde::Serialize;
 
 use crate::compare::snapshot::CONNECT_TIMEOUT;
 use crate::conn::{ConnError, Target};
+use crate::job_report::{self, Entrypoint};
 use crate::pgbin::client_command_std;
-use crate::report::{fail, print_json, write_file};
+use crate::report::{fail, print_json, write_report};
 use crate::schema::{session_setup, SqlContext, SqlError};
 pub use format::{FormatError, Manifest};
 pub use keys::KeyError;
-pub use restore::{restore, RestoreArgs, RestoreError, RestoreOptions, RestoreReport};
+pub use restore::{restore, RestoreArgs, RestoreError, RestoreOptions, RestoreOutcome};
 
 /// zstd level: 3 is zstd's default, ~300+ MB/s per core.
 const ZSTD_LEVEL: i32 = 3;
@@ -69,9 +70,10 @@ pub struct BackupOptions {
     pub recipients_file: Option<PathBuf>,
 }
 
-/// What `backup` wrote.
+/// What `backup` wrote (its `--json` output; the Job report is [`job_report::BackupReport`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct BackupReport {
+#[serde(rename_all = "camelCase")]
+pub struct BackupOutcome {
     /// The file written.
     pub output: String,
     /// Its size.
@@ -110,7 +112,7 @@ pub struct BackupArgs {
 pub async fn main(args: BackupArgs) -> ExitCode {
     let source = match Target::parse(&args.source) {
         Ok(t) => t,
-        Err(e) => return fail(&args.report, &format!("--source: {e}")),
+        Err(e) => return fail(Entrypoint::Backup, &args.report, &format!("--source: {e}")),
     };
     let opts = BackupOptions {
         output: args.output,
@@ -135,9 +137,7 @@ pub async fn main(args: BackupArgs) -> ExitCode {
                     r.duration_ms
                 );
             }
-            if let Some(path) = &args.report {
-                write_file(path, &r, &r.manifest);
-            }
+            let mut report = job_report::BackupReport::from(&r);
             if let Some(keep) = args.keep {
                 let dir = match Path::new(&r.output).parent() {
                     Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -147,20 +147,26 @@ pub async fn main(args: BackupArgs) -> ExitCode {
                     Ok(deleted) => {
                         for f in deleted {
                             println!("retention: deleted {}", f.display());
+                            report.pruned.push(f.display().to_string());
                         }
                     }
                     // The backup itself is written: report the pruning failure, still succeed.
                     Err(e) => eprintln!("retention: pruning {} failed: {e}", dir.display()),
                 }
             }
+            write_report(args.report.as_deref(), report);
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&args.report, &format!("backup failed: {e}")),
+        Err(e) => fail(
+            Entrypoint::Backup,
+            &args.report,
+            &format!("backup failed: {e}"),
+        ),
     }
 }
 
 /// Dump `source` into a backup file. See the module documentation.
-pub async fn backup(source: &Target, opts: BackupOptions) -> Result<BackupReport, BackupError> {
+pub async fn backup(source: &Target, opts: BackupOptions) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     let recipients = match &opts.recipients_file {
         Some(p) => Some(keys::read_recipients(p)?),
@@ -209,7 +215,7 @@ pub async fn backup(source: &Target, opts: BackupOptions) -> Result<BackupReport
     .map_err(|e| BackupError::Dump(format!("the dump task failed: {e}")))?;
     let _ = client.batch_execute("COMMIT").await;
     let (manifest, file_bytes) = written?;
-    Ok(BackupReport {
+    Ok(BackupOutcome {
         output: opts.output.display().to_string(),
         file_bytes,
         manifest,
@@ -320,4 +326,20 @@ fn compress<W: Write>(input: &mut impl Read, out: W) -> io::Result<(W, u64)> {
     let mut z = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
     let n = io::copy(input, &mut z)?;
     Ok((z.finish()?, n))
+}
+
+impl From<&BackupOutcome> for job_report::BackupReport {
+    fn from(r: &BackupOutcome) -> Self {
+        job_report::BackupReport {
+            ok: true,
+            output: Some(r.output.clone()),
+            file_bytes: r.file_bytes,
+            database: r.manifest.database.clone(),
+            snapshot_lsn: r.manifest.snapshot_lsn.parse().ok(),
+            encrypted: r.manifest.encrypted,
+            pruned: Vec::new(),
+            error: None,
+            duration_ms: r.duration_ms,
+        }
+    }
 }

@@ -21,8 +21,9 @@ use super::format::{self, FormatError, Manifest};
 use super::keys::{self, KeyError};
 use crate::compare::snapshot::CONNECT_TIMEOUT;
 use crate::conn::{ConnError, Target};
+use crate::job_report::{Entrypoint, RestoreReport};
 use crate::pgbin::client_command_std;
-use crate::report::{fail, print_json, write_file};
+use crate::report::{fail, print_json, write_report};
 use crate::schema::{quote_ident, SqlContext, SqlError};
 
 /// Errors of `restore`. In every case the target database is as it was.
@@ -60,9 +61,10 @@ pub struct RestoreOptions {
     pub identity_file: Option<PathBuf>,
 }
 
-/// What `restore` did.
+/// What `restore` did (its `--json` output; the Job report is [`RestoreReport`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct RestoreReport {
+#[serde(rename_all = "camelCase")]
+pub struct RestoreOutcome {
     /// The file restored.
     pub input: String,
     /// Its manifest (verified).
@@ -104,7 +106,7 @@ pub struct RestoreArgs {
 pub async fn main(args: RestoreArgs) -> ExitCode {
     let target = match Target::parse(&args.target) {
         Ok(t) => t,
-        Err(e) => return fail(&args.report, &format!("--target: {e}")),
+        Err(e) => return fail(Entrypoint::Restore, &args.report, &format!("--target: {e}")),
     };
     let opts = RestoreOptions {
         input: args.input,
@@ -127,12 +129,28 @@ pub async fn main(args: RestoreArgs) -> ExitCode {
                     r.duration_ms
                 );
             }
-            if let Some(path) = &args.report {
-                write_file(path, &r, &r.manifest);
-            }
+            write_report(args.report.as_deref(), RestoreReport::from(&r));
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&args.report, &format!("restore failed: {e}")),
+        Err(e) => fail(
+            Entrypoint::Restore,
+            &args.report,
+            &format!("restore failed: {e}"),
+        ),
+    }
+}
+
+impl From<&RestoreOutcome> for RestoreReport {
+    fn from(r: &RestoreOutcome) -> Self {
+        RestoreReport {
+            ok: true,
+            input: Some(r.input.clone()),
+            database: r.manifest.database.clone(),
+            snapshot_lsn: r.manifest.snapshot_lsn.parse().ok(),
+            replaced_existing: r.replaced_existing,
+            error: None,
+            duration_ms: r.duration_ms,
+        }
     }
 }
 
@@ -161,7 +179,7 @@ fn preflight(
 pub async fn restore(
     target: &Target,
     mut opts: RestoreOptions,
-) -> Result<RestoreReport, RestoreError> {
+) -> Result<RestoreOutcome, RestoreError> {
     let started = Instant::now();
     opts.input = super::files::resolve_input(&opts.input).map_err(FormatError::Io)?;
     let ids = match &opts.identity_file {
@@ -226,7 +244,7 @@ pub async fn restore(
             return Err(e);
         }
     };
-    Ok(RestoreReport {
+    Ok(RestoreOutcome {
         input: opts.input.display().to_string(),
         manifest,
         target: target.describe(),

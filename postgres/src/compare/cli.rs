@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use super::{compare, CompareOptions, CompareReport, Method};
 use crate::conn::Target;
+use crate::job_report::{CheckReport, Entrypoint};
 use crate::report::{self, fail, print_json};
 
 /// `check`'s exit status when the databases differ (0: equal, 2: an error).
@@ -37,10 +38,11 @@ pub struct CheckArgs {
 
 /// Run `check`.
 pub async fn main(args: CheckArgs) -> ExitCode {
-    let (source, target) = match parse_pair(&args.source, &args.target) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let (source, target) =
+        match parse_pair(Entrypoint::Check, &args.source, &args.target, &args.report) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
     let opts = CompareOptions {
         method: args.method,
         jobs: args.jobs,
@@ -52,23 +54,32 @@ pub async fn main(args: CheckArgs) -> ExitCode {
             } else {
                 print_human(&report);
             }
-            if let Some(path) = &args.report {
-                report::write_file(path, &report, &report.summary);
-            }
+            report::write_report(args.report.as_deref(), CheckReport::from(&report));
             if report.equal {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_DIFFERENT)
             }
         }
-        Err(e) => fail(&args.report, &format!("check failed: {e}")),
+        Err(e) => fail(
+            Entrypoint::Check,
+            &args.report,
+            &format!("check failed: {e}"),
+        ),
     }
 }
 
-/// Parse `--source` and `--target`, reporting errors the CLI way.
-pub(crate) fn parse_pair(source: &str, target: &str) -> Result<(Target, Target), ExitCode> {
-    let s = Target::parse(source).map_err(|e| fail(&None, &format!("--source: {e}")))?;
-    let t = Target::parse(target).map_err(|e| fail(&None, &format!("--target: {e}")))?;
+/// Parse `--source` and `--target`, reporting errors the CLI way (and in the report file).
+pub(crate) fn parse_pair(
+    entrypoint: Entrypoint,
+    source: &str,
+    target: &str,
+    report: &Option<PathBuf>,
+) -> Result<(Target, Target), ExitCode> {
+    let s =
+        Target::parse(source).map_err(|e| fail(entrypoint, report, &format!("--source: {e}")))?;
+    let t =
+        Target::parse(target).map_err(|e| fail(entrypoint, report, &format!("--target: {e}")))?;
     Ok((s, t))
 }
 

@@ -26,8 +26,10 @@ pub use tables::TableFigures;
 use tables::{run_pairs, TablePair};
 
 /// How tables are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "camelCase")]
 pub enum Method {
     /// Row count per table (the runbook's method): cheap, misses content-only changes.
     Counts,
@@ -67,6 +69,7 @@ impl Default for CompareOptions {
 
 /// The outcome for one table present on both sides.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TableComparison {
     /// Quoted `schema.table`.
     pub table: String,
@@ -84,6 +87,7 @@ pub struct TableComparison {
 
 /// One sequence compared.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SequenceComparison {
     /// Quoted `schema.sequence`.
     pub sequence: String,
@@ -97,6 +101,7 @@ pub struct SequenceComparison {
 
 /// Counts for a one-line summary.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CompareSummary {
     /// Tables present on both sides and compared.
     pub tables_compared: usize,
@@ -112,6 +117,7 @@ pub struct CompareSummary {
 
 /// The result of `check`.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CompareReport {
     /// Method used.
     pub method: Method,

@@ -14,6 +14,7 @@ use crate::schema::{quote_ident, SqlContext, SqlError, TableInfo};
 
 /// One side's figures for one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TableFigures {
     /// Row count.
     pub rows: i64,

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio_postgres::config::Host;
 
 use super::cmd::{prepare, run, with_password};
@@ -14,6 +13,7 @@ use super::conf::{
 };
 use super::{slot_name_for, valid_slot_name, ControlData, MemberError, Secret};
 use crate::conn::{error_text, Target};
+use crate::job_report::{CloneReport, Entrypoint};
 use crate::pgbin::server_command;
 use crate::report::{self, elapsed_ms};
 
@@ -56,25 +56,6 @@ impl CloneOptions {
             member_port: self.port,
         }
     }
-}
-
-/// What `clone` did.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CloneReport {
-    pub command: &'static str,
-    pub ok: bool,
-    pub pgdata: String,
-    pub source: String,
-    pub slot: String,
-    pub application_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub system_identifier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeline: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: u64,
 }
 
 /// The source's host and port, as the standby will reach it.
@@ -205,7 +186,6 @@ pub async fn clone(opts: &CloneOptions) -> Result<CloneReport, MemberError> {
     };
     move_into_place(&staging, &opts.pgdata)?;
     Ok(CloneReport {
-        command: "clone",
         ok: true,
         pgdata: opts.pgdata.display().to_string(),
         source: source.describe(),
@@ -297,10 +277,9 @@ pub async fn main(args: CloneArgs) -> ExitCode {
     }
     .await;
     report::finish(
-        "clone",
+        Entrypoint::Clone,
         result,
         |error| CloneReport {
-            command: "clone",
             ok: false,
             pgdata: args.pgdata.display().to_string(),
             application_name: args.application_name.clone(),

@@ -4,8 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use super::cmd::{prepare, run};
 use super::conf::{
     edit_settings, missing_or_empty, move_into_place, pg_hba, remove_tree, sibling, write_private,
@@ -14,6 +12,7 @@ use super::conf::{
 use super::server::{PrivateServer, CONNECT_TIMEOUT};
 use super::{ControlData, MemberError, Secret};
 use crate::conn::error_text;
+use crate::job_report::{Entrypoint, InitdbReport};
 use crate::pgbin::{hand_to_postgres, server_command};
 use crate::report::{self, elapsed_ms};
 
@@ -38,24 +37,6 @@ pub struct InitdbOptions {
     pub no_sync: bool,
 }
 
-/// What `initdb` did.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InitdbReport {
-    pub command: &'static str,
-    pub ok: bool,
-    /// False: the directory was already initialized and was left alone.
-    pub initialized: bool,
-    pub pgdata: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub system_identifier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: u64,
-}
-
 /// Initialize `opts.pgdata`: initdb with data checksums and SCRAM authentication, the member
 /// settings ([`DEFAULT_SETTINGS`] then `opts.settings`), a SCRAM-only `pg_hba.conf`, the
 /// replication role and the application database. Built in `<pgdata>.initdb` and renamed into
@@ -64,7 +45,6 @@ pub struct InitdbReport {
 pub async fn initdb(opts: &InitdbOptions) -> Result<InitdbReport, MemberError> {
     let started = Instant::now();
     let mut rep = InitdbReport {
-        command: "initdb",
         ok: true,
         initialized: false,
         pgdata: opts.pgdata.display().to_string(),
@@ -322,10 +302,9 @@ pub async fn main(args: InitdbArgs) -> ExitCode {
     }
     .await;
     report::finish(
-        "initdb",
+        Entrypoint::Initdb,
         result,
         |error| InitdbReport {
-            command: "initdb",
             ok: false,
             initialized: false,
             pgdata: args.pgdata.display().to_string(),

@@ -22,11 +22,11 @@ pub mod rejoin;
 
 use std::path::PathBuf;
 
-pub use clone::{clone, CloneArgs, CloneOptions, CloneReport, StandbyArgs};
+pub use clone::{clone, CloneArgs, CloneOptions, StandbyArgs};
 pub use conf::{passfile_path, DEFAULT_SETTINGS};
 pub use controldata::ControlData;
-pub use initdb::{initdb, InitdbArgs, InitdbOptions, InitdbReport};
-pub use rejoin::{rejoin, Lost, RejoinArgs, RejoinMethod, RejoinOptions, RejoinReport};
+pub use initdb::{initdb, InitdbArgs, InitdbOptions};
+pub use rejoin::{rejoin, RejoinArgs, RejoinOptions};
 
 use crate::actions::ActionError;
 use crate::conn::ConnError;

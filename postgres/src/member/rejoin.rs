@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::clone::{clone, host_port, options_from_args, sql_err, CloneOptions, SOURCE_TIMEOUT};
@@ -20,79 +19,12 @@ use super::timeline::{ancestry, diverge, parse_history, Divergence};
 use super::{valid_slot_name, ControlData, MemberError};
 use crate::actions::Lsn;
 use crate::conn::Target;
+use crate::job_report::{Entrypoint, Lost, RejoinMethod, RejoinReport};
 use crate::pgbin::server_command;
 use crate::report::{self, elapsed_ms};
 
 /// Rejoin takes the same options as [`clone()`] (it may fall back to one).
 pub type RejoinOptions = CloneOptions;
-
-/// How the member was re-aligned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RejoinMethod {
-    /// pg_rewind from the source, then configured as its standby.
-    Rewind,
-    /// Moved aside and cloned afresh (rewind could not work).
-    Clone,
-    /// No data had to change: it never went past the source's history (already a standby of
-    /// it, or a cleanly switched-over former primary); only the standby settings were written.
-    None,
-}
-
-/// WAL the stale member had past the fork point, which re-alignment discards: what was lost on
-/// the old timeline. All zero / None when it had nothing extra.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Lost {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<Lsn>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<Lsn>,
-    pub bytes: u64,
-}
-
-/// What `rejoin` found and did.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RejoinReport {
-    pub command: &'static str,
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub method: Option<RejoinMethod>,
-    /// Why this method.
-    pub reason: String,
-    pub pgdata: String,
-    pub source: String,
-    pub slot: String,
-    pub application_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stale_system_identifier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stale_state: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stale_timeline: Option<u32>,
-    /// End of the stale member's WAL (after its last valid record).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stale_end_of_wal: Option<Lsn>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_system_identifier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_timeline: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_lsn: Option<Lsn>,
-    /// The timeline both shared last, and where they parted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fork_timeline: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fork_point: Option<Lsn>,
-    pub lost: Lost,
-    /// pg_rewind's own "servers diverged at ..." line, as a cross-check.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rewind_says: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: u64,
-}
 
 /// The authoritative member as seen over SQL, after a CHECKPOINT.
 struct SourceState {
@@ -159,7 +91,6 @@ pub async fn rejoin(opts: &RejoinOptions) -> Result<RejoinReport, MemberError> {
     };
 
     let mut rep = RejoinReport {
-        command: "rejoin",
         ok: true,
         pgdata: pgdata.display().to_string(),
         source: opts.source.describe(),
@@ -519,10 +450,9 @@ pub async fn main(args: RejoinArgs) -> ExitCode {
     }
     .await;
     report::finish(
-        "rejoin",
+        Entrypoint::Rejoin,
         result,
         |error| RejoinReport {
-            command: "rejoin",
             ok: false,
             pgdata: args.pgdata.display().to_string(),
             application_name: args.application_name.clone(),
@@ -533,11 +463,7 @@ pub async fn main(args: RejoinArgs) -> ExitCode {
         args.report.as_deref(),
         args.json,
         |rep| {
-            let method = match rep.method {
-                Some(RejoinMethod::Rewind) => "rewind",
-                Some(RejoinMethod::Clone) => "clone",
-                _ => "none",
-            };
+            let method = rep.method.unwrap_or(RejoinMethod::None).as_str();
             println!(
                 "rejoin: {} is a standby of {} (method {method}: {})",
                 rep.pgdata, rep.source, rep.reason

@@ -10,6 +10,7 @@ use super::{qualified, quote_literal, SqlContext, SqlError, USER_NAMESPACE};
 
 /// One sequence's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SequenceState {
     /// Quoted `schema.sequence`.
     pub name: String,

@@ -22,6 +22,7 @@ pub type SchemaSignature = BTreeMap<String, String>;
 
 /// One object that differs between two signatures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SchemaDifference {
     /// The object's key, e.g. `table "public"."receipts"`.
     pub object: String,

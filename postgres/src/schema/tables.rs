@@ -8,6 +8,7 @@ use super::{qualified, SqlContext, SqlError, USER_NAMESPACE};
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Column {
     /// Column name.
     pub name: String,
@@ -27,6 +28,7 @@ pub struct Column {
 
 /// One table that stores rows.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TableInfo {
     /// Schema name (unquoted).
     pub schema: String,

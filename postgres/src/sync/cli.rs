@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{sync, SyncMode, SyncOptions, SyncReport};
+use super::{sync, SyncOptions, SyncOutcome};
 use crate::compare::cli::parse_pair;
 use crate::compare::Method;
-use crate::report::{fail, print_json, write_file};
+use crate::job_report::{Entrypoint, SyncReport};
+use crate::report::{fail, print_json, write_report};
 
 /// `sync --source A --target B [--method counts|checksums] [--force] [-v] [--json]`: re-align
 /// the target to the source; only differing tables are copied unless `--force`. Exit 0 done
@@ -53,10 +54,11 @@ pub fn hhmmss(secs: u64) -> String {
 
 /// Run `sync`.
 pub async fn main(args: SyncArgs) -> ExitCode {
-    let (source, target) = match parse_pair(&args.source, &args.target) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let (source, target) =
+        match parse_pair(Entrypoint::Sync, &args.source, &args.target, &args.report) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
     let json = args.json;
     let log = move |line: &str| {
         if json {
@@ -93,9 +95,7 @@ pub async fn main(args: SyncArgs) -> ExitCode {
             } else {
                 print_human(&report);
             }
-            if let Some(path) = &args.report {
-                write_file(path, &report, &summary(&report));
-            }
+            write_report(args.report.as_deref(), SyncReport::from(&report));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -103,35 +103,12 @@ pub async fn main(args: SyncArgs) -> ExitCode {
                 "{} Synchronous failed. processing time {elapsed}",
                 stamp()
             ));
-            fail(&args.report, &format!("sync failed: {e}"))
+            fail(Entrypoint::Sync, &args.report, &format!("sync failed: {e}"))
         }
     }
 }
 
-#[derive(serde::Serialize)]
-struct Summary<'a> {
-    ok: bool,
-    mode: SyncMode,
-    reason: &'a str,
-    tables: usize,
-    rows: u64,
-    bytes: u64,
-    total_ms: u64,
-}
-
-fn summary(r: &SyncReport) -> Summary<'_> {
-    Summary {
-        ok: true,
-        mode: r.mode,
-        reason: &r.reason,
-        tables: r.tables.len(),
-        rows: r.rows,
-        bytes: r.bytes,
-        total_ms: r.durations.total_ms,
-    }
-}
-
-fn print_human(r: &SyncReport) {
+fn print_human(r: &SyncOutcome) {
     println!("source: {} (LSN {})", r.source, r.source_lsn);
     println!("target: {}", r.target);
     if let Some(c) = &r.comparison {

@@ -14,6 +14,7 @@ use crate::schema::{quote_ident, SqlContext, SqlError, TableInfo};
 
 /// What was copied for one table.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TableCopy {
     /// Quoted `schema.table`.
     pub table: String,

@@ -75,8 +75,8 @@ impl std::fmt::Debug for SyncOptions {
 }
 
 /// What a sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum SyncMode {
     /// Already equal: nothing written.
     Nothing,
@@ -105,6 +105,7 @@ pub enum SyncError {
 
 /// Wall time per phase.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SyncDurations {
     /// Opening both snapshots.
     pub open_ms: u64,
@@ -122,7 +123,8 @@ pub struct SyncDurations {
 
 /// The result of `sync`.
 #[derive(Debug, Clone, Serialize)]
-pub struct SyncReport {
+#[serde(rename_all = "camelCase")]
+pub struct SyncOutcome {
     /// Source `user@host:port/db`.
     pub source: String,
     /// Target `user@host:port/db`.
@@ -169,7 +171,7 @@ pub async fn sync(
     source: &Target,
     target: &Target,
     opts: SyncOptions,
-) -> Result<SyncReport, SyncError> {
+) -> Result<SyncOutcome, SyncError> {
     let started = Instant::now();
     let started_at = crate::compare::now_rfc3339();
     let mut durations = SyncDurations::default();
@@ -326,7 +328,7 @@ pub async fn sync(
     durations.total_ms = elapsed_ms(started);
     let rows = copies.iter().map(|c| c.rows).sum();
     let bytes = copies.iter().map(|c| c.bytes).sum();
-    Ok(SyncReport {
+    Ok(SyncOutcome {
         source: src.describe.clone(),
         target: tgt.describe.clone(),
         source_lsn: src.lsn.clone(),
