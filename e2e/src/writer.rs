@@ -1,7 +1,7 @@
 //! The receipt writer: one client inserting receipts through the client Service, one transaction per
 //! receipt with an id chosen by the client, as the receipt software would.
 //!
-//! What it does on errors follows the Symfoware guide (seeds/002): SQLSTATE 57P01 (admin
+//! What it does on errors follows the Symfoware guide (runbook 002, docs/design.md section 1): SQLSTATE 57P01 (admin
 //! shutdown) or 08006 (connection failure) while connected, 08001 (cannot connect) while the
 //! switch is under way, or a broken or refused connection, mean "reconnect and retry". The
 //! retry reuses the same id with `ON CONFLICT DO NOTHING`, so a commit whose acknowledgement was

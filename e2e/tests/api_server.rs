@@ -170,7 +170,7 @@ async fn both_examples_are_admitted() {
     let ns = TestNamespace::new(&c, "examples").await;
     for file in ["examples/pair.yaml", "examples/pair-full.yaml"] {
         let text = std::fs::read_to_string(repo().join(file)).expect("the example");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
+        for doc in yaml_serde::Deserializer::from_str(&text) {
             let v: Value = serde::Deserialize::deserialize(doc).expect("YAML");
             if v["kind"] != "ReceiptDbPair" {
                 continue;

@@ -6,7 +6,9 @@ use decide_support::*;
 use receiptdb_operator::crd::{
     condition, FailbackPolicy, Member, OperationKind, OperationStep, Phase, ReplicationMode,
 };
-use receiptdb_operator::pair::{decide, is_true, Action, JobKind, Reported, SyncRequest};
+use receiptdb_operator::pair::{
+    decide, is_true, Action, JobKind, Reported, SpecProblem, SyncRequest,
+};
 use receiptdb_postgres::actions::Lsn;
 use receiptdb_postgres::job_report::{BackupReport, Entrypoint};
 
@@ -19,7 +21,9 @@ fn spec_error_changes_nothing_and_warns_once_per_message() {
     let gen_before = w.status().observed_generation;
     let mut obs = w.observe();
     obs.generation = 2;
-    obs.spec_error = Some("secret orca-superuser lacks key password".into());
+    obs.spec_problems = vec![SpecProblem::Parameters(
+        "spec.postgres.parameters: wal_level is set by the operator".into(),
+    )];
     let d = decide(&w.pair, &obs, w.now);
     assert_eq!(d.desired, None);
     assert!(d
@@ -33,18 +37,43 @@ fn spec_error_changes_nothing_and_warns_once_per_message() {
     w.pair.status = Some(d.status);
     let again = decide(&w.pair, &obs, w.now);
     assert!(again.actions.is_empty(), "same message: no second Event");
-    obs.spec_error = Some("another problem".into());
-    assert_eq!(decide(&w.pair, &obs, w.now).actions.len(), 1);
+    obs.spec_problems = vec![SpecProblem::S3NotSupported];
+    let other = decide(&w.pair, &obs, w.now);
+    assert_eq!(other.actions.len(), 1);
+    let ready = |s: &receiptdb_operator::crd::ReceiptDbPairStatus| {
+        let c = s.conditions.iter().find(|c| c.type_ == condition::READY);
+        c.map(|c| (c.reason.clone(), c.message.clone())).unwrap()
+    };
+    assert_eq!(
+        ready(&again.status),
+        (
+            "InvalidSpec".to_string(),
+            "spec.postgres.parameters: wal_level is set by the operator".to_string()
+        )
+    );
+    assert_eq!(
+        ready(&other.status).1,
+        "S3 backup locations are not supported yet; use a pvc location"
+    );
+    assert_eq!(
+        other.requeue_after,
+        receiptdb_operator::pair::SPEC_ERROR_REQUEUE
+    );
 }
 
 #[test]
 fn a_missing_referenced_object_is_looked_for_again_soon() {
     let w = healthy_world(|_| {});
     let mut obs = w.observe();
-    obs.spec_error = Some(
-        "Secret \"app-superuser\" named in spec.postgres.superuserSecret does not exist".into(),
-    );
-    obs.spec_error_awaits_object = true;
+    obs.spec_problems = vec![
+        SpecProblem::Parameters(
+            "spec.postgres.parameters: wal_level is set by the operator".into(),
+        ),
+        SpecProblem::SecretMissing {
+            name: "app-superuser".into(),
+            field: "superuserSecret",
+        },
+    ];
     let d = decide(&w.pair, &obs, w.now);
     assert_eq!(d.desired, None, "nothing changes meanwhile");
     assert_eq!(
@@ -52,6 +81,24 @@ fn a_missing_referenced_object_is_looked_for_again_soon() {
         receiptdb_operator::pair::MISSING_OBJECT_REQUEUE
     );
     assert!(d.requeue_after.as_secs() <= 10);
+    let reason = |d: &receiptdb_operator::pair::Decision| {
+        let c = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::READY);
+        c.map(|c| c.reason.clone()).unwrap()
+    };
+    assert_eq!(
+        reason(&d),
+        "InvalidSpec",
+        "a spec problem besides the Secret"
+    );
+    obs.spec_problems.remove(0);
+    let d = decide(&w.pair, &obs, w.now);
+    assert_eq!(reason(&d), "SecretNotFound");
+    assert!(d.status.conditions.iter().any(|c| c.message
+        == "Secret \"app-superuser\" named in spec.postgres.superuserSecret does not exist"));
 }
 
 #[test]

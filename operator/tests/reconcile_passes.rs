@@ -22,7 +22,9 @@ use receiptdb_operator::controller::{
 use receiptdb_operator::crd::{
     condition, BackupLocation, Member, PvcLocation, ReceiptDbPair, ReceiptDbPairSpec, SecretKeyRef,
 };
-use receiptdb_operator::pair::{JobKind, JobState, Reported, ServerProbe, StandbyObservation};
+use receiptdb_operator::pair::{
+    JobKind, JobState, Reported, ServerProbe, SpecProblem, StandbyObservation,
+};
 use receiptdb_postgres::job_report::{
     BackupReport, CloneReport, Entrypoint, InitdbReport, JobReport,
 };
@@ -529,10 +531,15 @@ async fn a_missing_referenced_secret_is_a_spec_error_that_changes_nothing() {
     });
     let e = env_with(spec, vec![]).await;
     let obs = observe(&e.pair().await, &e.ctx).await.unwrap();
-    let why = obs.observation.spec_error.clone().expect("spec error");
-    assert!(why.contains("not-there"), "{why}");
+    assert_eq!(
+        obs.observation.spec_problems,
+        [SpecProblem::SecretMissing {
+            name: "not-there".into(),
+            field: "superuserSecret"
+        }]
+    );
     assert!(
-        obs.observation.spec_error_awaits_object,
+        obs.observation.spec_problems[0].awaits_object(),
         "looked for again soon"
     );
     e.pass().await.unwrap();
@@ -560,8 +567,12 @@ async fn an_operator_owned_parameter_is_a_spec_error() {
         .insert("wal_level".into(), "minimal".into());
     let e = env_with(spec, vec![]).await;
     let obs = observe(&e.pair().await, &e.ctx).await.unwrap();
-    assert!(!obs.observation.spec_error_awaits_object);
-    assert!(obs.observation.spec_error.unwrap().contains("wal_level"));
+    let problems = obs.observation.spec_problems;
+    assert!(
+        matches!(&problems[..], [SpecProblem::Parameters(why)] if why.contains("wal_level")),
+        "{problems:?}"
+    );
+    assert!(!problems[0].awaits_object());
 }
 
 #[tokio::test]

@@ -1,14 +1,14 @@
-//! The runbook's three failures (seeds/000): primary down, secondary down, both down; and the
+//! The runbook's three failures (runbook 000, docs/design.md section 1): primary down, secondary down, both down; and the
 //! primary down with failback left to a person.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use receiptdb_operator::crd::{FailbackPolicy, Member, ReceiptDbPairSpec};
+use receiptdb_operator::crd::{Member, ReceiptDbPairSpec};
 
+use super::steps::{in_sync_on, manual_failback, switch_to};
 use super::Scenario;
-use crate::harness::{healthy, healthy_on, spec_with, World};
-use crate::observer::Sample;
+use crate::harness::{healthy, healthy_on, World};
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
@@ -37,20 +37,6 @@ pub fn scenarios() -> Vec<Scenario> {
             body: |w| Box::pin(primary_crash_manual_failback(w)),
         },
     ]
-}
-
-/// Failback left to a person.
-pub fn manual_failback() -> ReceiptDbPairSpec {
-    spec_with(|s| s.failover.failback = FailbackPolicy::Manual)
-}
-
-/// In sync with `active` serving, the other member re-aligned, nothing in progress.
-pub fn in_sync_on(s: &Sample, active: Member) -> bool {
-    s.status.active_member == Some(active)
-        && s.selects.as_deref() == Some(active.as_str())
-        && s.condition("InSync") == Some("True")
-        && !s.member(active.other()).stale
-        && s.status.operation.is_none()
 }
 
 /// The failover away from the primary and its re-alignment; records what the checks need.
@@ -142,6 +128,6 @@ async fn primary_crash_manual_failback(w: &mut World) -> Result<()> {
         still == Some(Member::Secondary),
         format!("active after 3 s in sync: {still:?}"),
     );
-    super::planned::switch_to(w, Member::Primary).await?;
+    switch_to(w, Member::Primary).await?;
     w.pause(Duration::from_secs(2)).await
 }

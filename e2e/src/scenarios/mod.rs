@@ -6,6 +6,7 @@ mod crash;
 mod drift;
 mod planned;
 mod restart;
+mod steps;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,14 +1,13 @@
-//! Planned work (seeds/002): a switchover requested by annotation, and rolling maintenance
+//! Planned work (runbook 002, docs/design.md section 1): a switchover requested by annotation, and rolling maintenance
 //! (the standby restarted while under maintenance, switch over, then the other one).
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use kube::ResourceExt;
-use receiptdb_operator::crd::{annotation, Member};
+use anyhow::Result;
+use receiptdb_operator::crd::Member;
 use serde_json::json;
 
-use super::crash::{in_sync_on, manual_failback};
+use super::steps::{in_sync_on, manual_failback, switch_to};
 use super::Scenario;
 use crate::harness::{healthy_on, World, PAIR};
 
@@ -27,27 +26,6 @@ pub fn scenarios() -> Vec<Scenario> {
             body: |w| Box::pin(rolling(w)),
         },
     ]
-}
-
-/// Request a switchover to `m` and wait until the pair is healthy on it. A request the
-/// operator clears without switching (refused: see the `k8s_event` entries) fails at once.
-pub async fn switch_to(w: &mut World, m: Member) -> Result<()> {
-    w.annotate(annotation::SWITCHOVER_TO, Some(m.as_str()))
-        .await?;
-    // Read the pair itself (not the observer's last sample, which may predate the request).
-    w.wait_until("the switchover request to be taken", || async {
-        w.pair()
-            .await
-            .is_ok_and(|p| !p.annotations().contains_key(annotation::SWITCHOVER_TO))
-    })
-    .await?;
-    let status = w.pair().await?.status.unwrap_or_default();
-    if status.active_member != Some(m) && status.operation.is_none() {
-        bail!("the operator cleared the switchover request to {m} without switching (refused?)");
-    }
-    let what = format!("the switchover to the {m}");
-    w.wait_for(&what, |s| healthy_on(s, m)).await?;
-    Ok(())
 }
 
 async fn switchover(w: &mut World) -> Result<()> {

@@ -4,7 +4,8 @@
 
 use receiptdb_operator::crd::{Member, OperationKind, OperationStep};
 
-use super::crash::{fail_over_and_realign, manual_failback};
+use super::crash::fail_over_and_realign;
+use super::steps::manual_failback;
 use super::Scenario;
 
 pub fn scenarios() -> Vec<Scenario> {

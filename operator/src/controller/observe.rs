@@ -1,6 +1,8 @@
-//! Observe: read everything decide needs about one pair, without changing anything. Spec
-//! problems found here (a referenced Secret missing, an operator-owned parameter) become
-//! `Observation::spec_error`, which decide turns into `Ready=False` while touching nothing.
+//! Observe: read everything decide needs about one pair, without changing anything. Two steps:
+//! [`read`] (I/O: the objects; then the members' probes) and [`assemble`] (pure: decide's input
+//! from what was read). [`validate`], part of assemble, finds the spec problems the schema could
+//! not catch (a referenced Secret missing, an operator-owned parameter): typed
+//! [`SpecProblem`]s, which decide turns into `Ready=False` while touching nothing.
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use super::error::Error;
 use crate::crd::{annotation, Member, ReceiptDbPair};
 use crate::pair::{
     FinishedBackup, JobKind, JobObservation, JobState, Observation, PodObservation, Reported,
-    Requests, SyncRequest,
+    Requests, SpecProblem, SyncRequest,
 };
 use crate::resources::secrets::{generated, password_in, password_ref, PasswordRole};
 use crate::resources::{labels, member_host, params, services};
@@ -72,80 +74,29 @@ impl Observed {
     }
 }
 
-/// Observe one pair.
+/// What one pass reads from the API server, before anything is made of it.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    /// Each password's Secret (the referenced or the generated one), when it exists.
+    pub secrets: Vec<(PasswordRole, Option<Secret>)>,
+    /// Each member StatefulSet's `spec.replicas` (None: no StatefulSet, or unset).
+    pub replicas: [Option<i32>; 2],
+    /// The pair's pods: members' and Jobs'.
+    pub pods: Vec<Pod>,
+    /// The client Service, when it exists.
+    pub service: Option<Service>,
+    /// The pair's Jobs (the operator's and the backup CronJob's).
+    pub jobs: Vec<Job>,
+}
+
+/// Observe one pair: read its objects, probe its members, then assemble decide's input.
 pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Error> {
-    let ns = pair
-        .namespace()
-        .ok_or_else(|| Error::Spec("the pair has no namespace".into()))?;
-    let client = ctx.client.clone();
-    let mut spec_errors: Vec<String> = params::parameters_error(pair).into_iter().collect();
-    spec_errors.extend(backup_target_error(pair));
-
-    // Passwords: referenced Secrets must exist; generated ones are created by act.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let mut out = Observed::default();
-    let mut awaits_object = false;
-    for role in PasswordRole::ALL {
-        let r = password_ref(pair, role);
-        let found = secrets
-            .get_opt(&r.name)
-            .await
-            .map_err(Error::kube(format!("reading Secret {}", r.name)))?;
-        let password = found.as_ref().and_then(|s| password_in(s, &r.key));
-        awaits_object |= password.is_none() && !generated(pair, role);
-        match (&found, &password, generated(pair, role)) {
-            (None, _, true) => out.missing_generated.push(role),
-            (None, _, false) => spec_errors.push(format!(
-                "Secret {:?} named in spec.postgres.{} does not exist",
-                r.name,
-                field(role)
-            )),
-            (Some(_), None, _) => spec_errors.push(format!(
-                "Secret {:?} has no non-empty key {:?} (spec.postgres.{})",
-                r.name,
-                r.key,
-                field(role)
-            )),
-            (Some(_), Some(_), _) => {}
-        }
-        if role == PasswordRole::Superuser {
-            out.superuser_password = password.map(Password::new);
-        }
-    }
-
-    let mut obs = Observation {
-        generation: pair.metadata.generation.unwrap_or(0),
-        spec_error: (!spec_errors.is_empty()).then(|| spec_errors.join("; ")),
-        spec_error_awaits_object: awaits_object,
-        requests: requests(pair),
-        ..Observation::default()
-    };
-
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let selector = ListParams::default().labels(&labels::pair_selector(pair));
-    let pod_list = pods
-        .list(&selector)
-        .await
-        .map_err(Error::kube("listing pods"))?
-        .items;
-    for member in Member::ALL {
-        let m = obs.member_mut(member);
-        m.replicas = sts
-            .get_opt(&pair.member_name(member))
-            .await
-            .map_err(Error::kube(format!(
-                "reading StatefulSet {}",
-                pair.member_name(member)
-            )))?
-            .and_then(|s| s.spec.and_then(|s| s.replicas));
-        m.pod = member_pod(pair, member, &pod_list).map(pod_observation);
-    }
-
+    let objects = read(pair, ctx).await?;
+    let mut out = assemble(pair, &objects);
     // Probe every member with a running pod, in parallel, each under the spec's timeout.
     let timeout = Duration::from_secs(u64::from(pair.spec.failover.probe_timeout_seconds.max(1)));
     let probes = Member::ALL.map(|member| {
-        let running = member_pod(pair, member, &pod_list).is_some_and(pod_running);
+        let running = member_pod(pair, member, &objects.pods).is_some_and(pod_running);
         let target = running.then(|| out.target(pair, member)).flatten();
         async move {
             match target {
@@ -156,34 +107,129 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
     });
     let [p, s]: [Option<Result<_, String>>; 2] =
         join_all(probes).await.try_into().unwrap_or_default();
-    obs.primary.probe = p;
-    obs.secondary.probe = s;
+    out.observation.primary.probe = p;
+    out.observation.secondary.probe = s;
+    Ok(out)
+}
 
-    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-    obs.service_selects = svcs
+/// Read everything observe needs from the API server (the I/O step).
+pub async fn read(pair: &ReceiptDbPair, ctx: &Context) -> Result<Objects, Error> {
+    let ns = pair
+        .namespace()
+        .ok_or_else(|| Error::Spec("the pair has no namespace".into()))?;
+    let client = ctx.client.clone();
+    let mut objects = Objects::default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for role in PasswordRole::ALL {
+        let r = password_ref(pair, role);
+        let found = secrets
+            .get_opt(&r.name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {}", r.name)))?;
+        objects.secrets.push((role, found));
+    }
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    for (i, member) in Member::ALL.into_iter().enumerate() {
+        objects.replicas[i] = sts
+            .get_opt(&pair.member_name(member))
+            .await
+            .map_err(Error::kube(format!(
+                "reading StatefulSet {}",
+                pair.member_name(member)
+            )))?
+            .and_then(|s| s.spec.and_then(|s| s.replicas));
+    }
+    let selector = ListParams::default().labels(&labels::pair_selector(pair));
+    objects.pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&selector)
+        .await
+        .map_err(Error::kube("listing pods"))?
+        .items;
+    objects.service = Api::<Service>::namespaced(client.clone(), &ns)
         .get_opt(&pair.client_service_name())
         .await
-        .map_err(Error::kube("reading the client Service"))?
-        .map(|s| services::selected_member(&s));
-
-    let jobs: Api<Job> = Api::namespaced(client, &ns);
-    let job_list = jobs
+        .map_err(Error::kube("reading the client Service"))?;
+    objects.jobs = Api::<Job>::namespaced(client, &ns)
         .list(&selector)
         .await
         .map_err(Error::kube("listing Jobs"))?
         .items;
-    obs.last_backup_job = last_scheduled_backup(&job_list, &pod_list);
-    let mut found: Vec<(JobObservation, u32)> = job_list
+    Ok(objects)
+}
+
+/// The spec problems the schema could not catch, given the Secrets that exist (pure).
+pub fn validate(
+    pair: &ReceiptDbPair,
+    secrets: &[(PasswordRole, Option<Secret>)],
+) -> Vec<SpecProblem> {
+    let mut problems: Vec<SpecProblem> = params::parameters_error(pair)
+        .map(SpecProblem::Parameters)
+        .into_iter()
+        .collect();
+    problems.extend(backup_target_error(pair));
+    for (role, found) in secrets {
+        // Generated Secrets that do not exist yet are created by act.
+        if generated(pair, *role) && found.is_none() {
+            continue;
+        }
+        let r = password_ref(pair, *role);
+        match found {
+            None => problems.push(SpecProblem::SecretMissing {
+                name: r.name,
+                field: field(*role),
+            }),
+            Some(s) if password_in(s, &r.key).is_none() => {
+                problems.push(SpecProblem::SecretKeyMissing {
+                    name: r.name,
+                    key: r.key,
+                    field: field(*role),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+/// Decide's input from the objects read (pure; the members' probes are added by observe).
+pub fn assemble(pair: &ReceiptDbPair, objects: &Objects) -> Observed {
+    let mut out = Observed::default();
+    for (role, found) in &objects.secrets {
+        if found.is_none() && generated(pair, *role) {
+            out.missing_generated.push(*role);
+        }
+        if *role == PasswordRole::Superuser {
+            let r = password_ref(pair, *role);
+            out.superuser_password = found
+                .as_ref()
+                .and_then(|s| password_in(s, &r.key))
+                .map(Password::new);
+        }
+    }
+    let mut obs = Observation {
+        generation: pair.metadata.generation.unwrap_or(0),
+        spec_problems: validate(pair, &objects.secrets),
+        requests: requests(pair),
+        ..Observation::default()
+    };
+    for (i, member) in Member::ALL.into_iter().enumerate() {
+        let m = obs.member_mut(member);
+        m.replicas = objects.replicas[i];
+        m.pod = member_pod(pair, member, &objects.pods).map(pod_observation);
+    }
+    obs.service_selects = objects.service.as_ref().map(services::selected_member);
+    obs.last_backup_job = last_scheduled_backup(&objects.jobs, &objects.pods);
+    let mut found: Vec<(JobObservation, u32)> = objects
+        .jobs
         .iter()
-        .filter_map(|j| job_observation(j, &pod_list))
+        .filter_map(|j| job_observation(j, &objects.pods))
         .collect();
     // Newest first, so `Observation::job` finds the latest attempt.
     found.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
     out.job_attempts = found.iter().map(|(_, a)| *a).collect();
     obs.jobs = found.into_iter().map(|(j, _)| j).collect();
-
     out.observation = obs;
-    Ok(out)
+    out
 }
 
 fn field(role: PasswordRole) -> &'static str {
@@ -195,7 +241,7 @@ fn field(role: PasswordRole) -> &'static str {
 
 /// S3 targets are in the schema but the Jobs cannot use them yet: say so instead of creating a
 /// backup that goes nowhere.
-fn backup_target_error(pair: &ReceiptDbPair) -> Option<String> {
+fn backup_target_error(pair: &ReceiptDbPair) -> Option<SpecProblem> {
     let backup_s3 = pair
         .spec
         .backup
@@ -208,8 +254,7 @@ fn backup_target_error(pair: &ReceiptDbPair) -> Option<String> {
         .from_backup
         .as_ref()
         .is_some_and(|f| f.location.s3.is_some());
-    (backup_s3 || restore_s3)
-        .then(|| "S3 backup locations are not supported yet; use a pvc location".to_string())
+    (backup_s3 || restore_s3).then_some(SpecProblem::S3NotSupported)
 }
 
 fn requests(pair: &ReceiptDbPair) -> Requests {
@@ -392,7 +437,110 @@ fn termination_report(kind: JobKind, job_name: &str, pods: &[Pod]) -> Option<Rep
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::{BackupLocation, S3Location, SecretKeyRef};
+    use crate::resources::testing::pair;
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    use k8s_openapi::ByteString;
+
+    fn secret_with(key: &str, value: &str) -> Secret {
+        Secret {
+            data: Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into()),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn spec_problems_without_any_api() {
+        let mut p = pair();
+        // Generated Secrets that do not exist yet: no problem, act creates them.
+        let none = [
+            (PasswordRole::Superuser, None),
+            (PasswordRole::Replication, None),
+        ];
+        assert_eq!(validate(&p, &none), []);
+        let out = assemble(
+            &p,
+            &Objects {
+                secrets: none.to_vec(),
+                ..Objects::default()
+            },
+        );
+        assert_eq!(out.missing_generated, PasswordRole::ALL);
+        assert!(out.superuser_password.is_none());
+
+        // A referenced Secret: missing, then without its key, then present.
+        p.spec.postgres.superuser_secret = Some(SecretKeyRef {
+            name: "app".into(),
+            key: "pw".into(),
+        });
+        let replication = (
+            PasswordRole::Replication,
+            Some(secret_with("password", "r")),
+        );
+        let with = |s: Option<Secret>| [(PasswordRole::Superuser, s), replication.clone()];
+        let missing = validate(&p, &with(None));
+        assert_eq!(
+            missing,
+            [SpecProblem::SecretMissing {
+                name: "app".into(),
+                field: "superuserSecret"
+            }]
+        );
+        assert!(missing[0].awaits_object());
+        assert_eq!(
+            validate(&p, &with(Some(secret_with("other", "x")))),
+            [SpecProblem::SecretKeyMissing {
+                name: "app".into(),
+                key: "pw".into(),
+                field: "superuserSecret"
+            }]
+        );
+        assert_eq!(
+            validate(&p, &with(Some(secret_with("pw", "")))).len(),
+            1,
+            "empty"
+        );
+        let fine = with(Some(secret_with("pw", "s3cret")));
+        assert_eq!(validate(&p, &fine), []);
+        let out = assemble(
+            &p,
+            &Objects {
+                secrets: fine.to_vec(),
+                ..Objects::default()
+            },
+        );
+        assert!(out.superuser_password.is_some() && out.missing_generated.is_empty());
+
+        // Problems of the spec itself, with the Secrets fine.
+        p.spec
+            .postgres
+            .parameters
+            .insert("wal_level".into(), "minimal".into());
+        p.spec.backup.target = Some(BackupLocation {
+            pvc: None,
+            s3: Some(S3Location {
+                endpoint: "https://s3.example".into(),
+                bucket: "b".into(),
+                prefix: String::new(),
+                region: None,
+                credentials_secret: "s3".into(),
+            }),
+        });
+        let problems = validate(&p, &fine);
+        assert!(
+            matches!(&problems[..], [SpecProblem::Parameters(w), SpecProblem::S3NotSupported] if w.contains("wal_level")),
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| !p.awaits_object()));
+        let out = assemble(
+            &p,
+            &Objects {
+                secrets: fine.to_vec(),
+                ..Objects::default()
+            },
+        );
+        assert_eq!(out.observation.spec_problems, problems);
+    }
 
     fn job_with(status: Option<JobStatus>) -> Job {
         Job {

@@ -156,8 +156,8 @@ fn correct_schema(s: &mut apiext::JSONSchemaProps) {
 }
 
 /// The CRD as YAML, exactly as committed under `crds/` and in the chart.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    let body = serde_yaml::to_string(&crd())?;
+pub fn crd_yaml() -> Result<String, yaml_serde::Error> {
+    let body = yaml_serde::to_string(&crd())?;
     Ok(format!(
         "# Generated from operator/src/crd by `receiptdb-operator crd` (scripts/gen-crds).\n\
          # Do not edit: change the Rust types and run scripts/gen-crds.\n{body}"

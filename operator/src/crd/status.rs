@@ -8,6 +8,8 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use receiptdb_postgres::job_report::Entrypoint;
+
 use super::Member;
 
 /// Status of a ReceiptDbPair.
@@ -223,6 +225,54 @@ impl Operation {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// Kinds of Jobs the operator runs (the entrypoint each runs, and the `receiptdb.io/job` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Initialise the primary's data directory.
+    Initdb,
+    /// Make a member a fresh standby of the authoritative member.
+    Clone,
+    /// Rewind a stale former primary into a standby (falls back to clone).
+    Rejoin,
+    /// Re-align data by comparison and copy (external mode, repairs).
+    Sync,
+    /// Restore a member from a backup.
+    Restore,
+    /// Compare the two databases.
+    Check,
+    /// Back up the authoritative member.
+    Backup,
+}
+
+impl JobKind {
+    /// The subcommand and name part: `initdb`, `clone`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Initdb => "initdb",
+            JobKind::Clone => "clone",
+            JobKind::Rejoin => "rejoin",
+            JobKind::Sync => "sync",
+            JobKind::Restore => "restore",
+            JobKind::Check => "check",
+            JobKind::Backup => "backup",
+        }
+    }
+
+    /// The entrypoint the Job runs (whose report it leaves).
+    pub fn entrypoint(self) -> Entrypoint {
+        match self {
+            JobKind::Initdb => Entrypoint::Initdb,
+            JobKind::Clone => Entrypoint::Clone,
+            JobKind::Rejoin => Entrypoint::Rejoin,
+            JobKind::Sync => Entrypoint::Sync,
+            JobKind::Restore => Entrypoint::Restore,
+            JobKind::Check => Entrypoint::Check,
+            JobKind::Backup => Entrypoint::Backup,
+        }
+    }
 }
 
 /// Kinds of multi-step operations.

@@ -33,8 +33,8 @@ const JOB_POLL: Duration = Duration::from_secs(1);
 /// Decide what the pair needs now, from its spec and status, what was observed, and the time.
 pub fn decide(pair: &ReceiptDbPair, obs: &Observation, now: Timestamp) -> Decision {
     let mut cx = Cx::new(pair, obs, now);
-    if let Some(error) = &obs.spec_error {
-        return spec_error::decide(cx, error);
+    if !obs.spec_problems.is_empty() {
+        return spec_error::decide(cx, &obs.spec_problems);
     }
     health::observe(&mut cx);
     synchronous::observe(&mut cx);

@@ -39,6 +39,8 @@ pub use decision::*;
 pub use jobs::{backoff, mounts_pvc};
 pub use observation::*;
 pub use realign::discarded;
-pub use spec_error::{MISSING_OBJECT_REQUEUE, SPEC_ERROR_REQUEUE};
+pub use spec_error::{
+    ready_reason, requeue_after, SpecProblem, MISSING_OBJECT_REQUEUE, SPEC_ERROR_REQUEUE,
+};
 pub use switchover::REPLAY_TIMEOUT;
 pub use synchronous::CAUGHT_UP_BYTES;

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use receiptdb_postgres::job_report::{Entrypoint, JobReport};
 
+pub use crate::crd::JobKind;
+
 use crate::crd::Member;
 
 /// Everything observed about one pair in one reconcile pass.
@@ -12,14 +14,12 @@ use crate::crd::Member;
 pub struct Observation {
     /// The pair's `metadata.generation`.
     pub generation: i64,
-    /// A spec problem the schema could not catch (e.g. a referenced Secret is missing or lacks
-    /// the key). When set, decide changes nothing and reports `Ready=False`.
-    pub spec_error: Option<String>,
-    /// The spec error is (also) a referenced object that is missing or lacks its key, e.g. a
-    /// Secret applied after the pair, as GitOps tools may do. Creating it changes nothing the
-    /// operator watches unless it carries the pair's label, so the pair is looked at again
-    /// after [`super::MISSING_OBJECT_REQUEUE`] rather than waiting for a spec change.
-    pub spec_error_awaits_object: bool,
+    /// Spec problems the schema could not catch (e.g. a referenced Secret is missing or lacks
+    /// the key). When there are any, decide changes nothing and reports `Ready=False`. A
+    /// referenced object that is missing, e.g. a Secret applied after the pair as GitOps tools
+    /// may do, is looked for again after [`super::MISSING_OBJECT_REQUEUE`]: creating it changes
+    /// nothing the operator watches unless it carries the pair's label.
+    pub spec_problems: Vec<super::SpecProblem>,
     /// The `primary` member.
     pub primary: MemberObservation,
     /// The `secondary` member.
@@ -145,54 +145,6 @@ pub struct StandbyObservation {
     pub synchronous: bool,
     /// Bytes between the primary's current LSN and the standby's replay LSN.
     pub replay_lag_bytes: u64,
-}
-
-/// Kinds of Jobs the operator runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    /// Initialise the primary's data directory.
-    Initdb,
-    /// Make a member a fresh standby of the authoritative member.
-    Clone,
-    /// Rewind a stale former primary into a standby (falls back to clone).
-    Rejoin,
-    /// Re-align data by comparison and copy (external mode, repairs).
-    Sync,
-    /// Restore a member from a backup.
-    Restore,
-    /// Compare the two databases.
-    Check,
-    /// Back up the authoritative member.
-    Backup,
-}
-
-impl JobKind {
-    /// The subcommand and name part: `initdb`, `clone`, ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Initdb => "initdb",
-            JobKind::Clone => "clone",
-            JobKind::Rejoin => "rejoin",
-            JobKind::Sync => "sync",
-            JobKind::Restore => "restore",
-            JobKind::Check => "check",
-            JobKind::Backup => "backup",
-        }
-    }
-
-    /// The entrypoint the Job runs (whose report it leaves).
-    pub fn entrypoint(self) -> Entrypoint {
-        match self {
-            JobKind::Initdb => Entrypoint::Initdb,
-            JobKind::Clone => Entrypoint::Clone,
-            JobKind::Rejoin => Entrypoint::Rejoin,
-            JobKind::Sync => Entrypoint::Sync,
-            JobKind::Restore => Entrypoint::Restore,
-            JobKind::Check => Entrypoint::Check,
-            JobKind::Backup => Entrypoint::Backup,
-        }
-    }
 }
 
 /// What was seen of one owned Job.

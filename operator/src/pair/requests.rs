@@ -2,8 +2,9 @@
 //!
 //! `now` compares first and re-aligns only when the databases differ (streaming: a `check`,
 //! then a full clone if needed; external: the `sync` Job compares by itself). `force` re-aligns
-//! without comparing (streaming: a fresh clone; external: a `sync` Job, which the controller
-//! runs with `--force` while `status.operation.force` is set). The annotation is removed when the
+//! without comparing (streaming: a fresh clone; external: a `sync` Job, built with `--force`
+//! while the annotation says `force`; a repair that a check started in external mode runs the
+//! differential `sync`, which reloads what differs, then verifies). The annotation is removed when the
 //! operation it started ends, or at once when the value is invalid or the request cannot run.
 
 use crate::crd::annotation;

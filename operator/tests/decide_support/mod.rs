@@ -188,8 +188,7 @@ impl World {
         };
         Observation {
             generation: 1,
-            spec_error: None,
-            spec_error_awaits_object: false,
+            spec_problems: Vec::new(),
             primary: member(Member::Primary),
             secondary: member(Member::Secondary),
             service_selects: self.service,
