@@ -172,7 +172,10 @@ fn record(cx: &mut Cx, n: Member, kind: JobKind, report: Option<&Reported>) {
             _ => ("rejoin", None, None),
         },
     };
-    let mut message = format!("{n} re-aligned from {from} by {method}");
+    let mut message = match method {
+        "none" => format!("{n} re-aligned from {from} with no data changed"),
+        m => format!("{n} re-aligned from {from} by {m}"),
+    };
     if let Some(d) = details.filter(|d| !d.is_empty()) {
         message.push_str(&format!(" ({d})"));
     }
