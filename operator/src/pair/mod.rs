@@ -29,6 +29,7 @@ mod requests;
 mod spec_error;
 mod switchover;
 mod synchronous;
+mod transitions;
 
 pub use checks::verdict;
 pub use checks::CHECK_ERROR;
