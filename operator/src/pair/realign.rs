@@ -47,10 +47,7 @@ pub(crate) fn start(cx: &mut Cx, n: Member, force: bool, reason: &str, request: 
     op.force = force;
     op.reason = reason.to_string();
     op.request = request.map(str::to_string);
-    let streaming = cx.streaming();
-    let st = cx.member_mut(n);
-    st.stale = true;
-    st.fenced = streaming;
+    cx.mark_stale(n);
     cx.event(
         false,
         "RealignStarted",
@@ -99,10 +96,8 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
         }
         JobProgress::Succeeded(report) => {
             record(cx, n, kind, report.as_ref());
-            let st = cx.member_mut(n);
-            st.stale = false;
-            st.fenced = false;
-            st.failing_since = None;
+            cx.realigned(n);
+            cx.member_mut(n).failing_since = None;
             cx.event(
                 false,
                 "Realigned",
@@ -121,7 +116,7 @@ fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
             if super::checks::verdict(report.as_ref()) == Some(true) =>
         {
             super::checks::record(cx, report.as_ref());
-            cx.member_mut(n).stale = false;
+            cx.verified_equal(n);
             cx.event(
                 false,
                 "Realigned",

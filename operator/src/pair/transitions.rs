@@ -73,6 +73,87 @@ impl Cx<'_> {
         self.check_invariants();
     }
 
+    /// Bootstrap gave `m` its first data (an `initdb`, or a `clone` from the authoritative
+    /// member). The first member initialised becomes the authoritative one. External mode: a
+    /// member initialised on its own holds none of the data yet, so it is stale until a `sync`
+    /// re-aligns it.
+    ///
+    /// Rule 2: the authoritative member is never stale (streaming, a member other than the
+    /// authoritative one is initialised only by cloning it).
+    pub(crate) fn bootstrap_initialized(&mut self, m: Member) {
+        let auth = *self.status.authoritative_member.get_or_insert(m);
+        let streaming = self.streaming();
+        let st = self.member_mut(m);
+        st.initialized = true;
+        st.fenced = false;
+        st.stale = !streaming && m != auth;
+        debug_assert!(
+            !self.member(auth).stale,
+            "bootstrap left the authoritative member {auth} stale"
+        );
+        self.check_invariants();
+    }
+
+    /// `m`'s data directory is gone: it holds nothing, so it is neither initialised nor stale
+    /// (a clone, or a restore, gives it data again). No rule to check: a member without data
+    /// never serves, is never promoted, and is never copied from.
+    pub(crate) fn data_lost(&mut self, m: Member) {
+        let st = self.member_mut(m);
+        st.initialized = false;
+        st.stale = false;
+    }
+
+    /// Re-aligning `n` from the authoritative member starts: `n` is stale and, streaming, fenced
+    /// (scaled down for its `rejoin` Job).
+    ///
+    /// Rule 2: data flows only from the authoritative member to the other, so `n` is the other
+    /// one; rule 1: `n` is not the active member.
+    pub(crate) fn mark_stale(&mut self, n: Member) {
+        debug_assert_eq!(
+            self.status.authoritative_member,
+            Some(n.other()),
+            "re-aligning {n}, which is not the non-authoritative member"
+        );
+        debug_assert_ne!(
+            self.status.active_member,
+            Some(n),
+            "marking the active member {n} stale"
+        );
+        let streaming = self.streaming();
+        let st = self.member_mut(n);
+        st.stale = true;
+        st.fenced = streaming;
+    }
+
+    /// The `rejoin` (or `clone`) of `n` from the authoritative member succeeded: its data is
+    /// current and it starts again, as a standby.
+    ///
+    /// Rule 2: the data came from the authoritative member, which `n` is not.
+    pub(crate) fn realigned(&mut self, n: Member) {
+        debug_assert_eq!(
+            self.status.authoritative_member,
+            Some(n.other()),
+            "{n} re-aligned from a member that is not authoritative"
+        );
+        let st = self.member_mut(n);
+        st.stale = false;
+        st.fenced = false;
+    }
+
+    /// External mode: after a `sync` into `n`, a `check` found it equal to the authoritative
+    /// member: `n` is not stale anymore. `fenced` is left as it is: an external re-alignment
+    /// never fences (the `sync` Job writes into the running member).
+    ///
+    /// Rule 2: it was compared with the authoritative member, which `n` is not.
+    pub(crate) fn verified_equal(&mut self, n: Member) {
+        debug_assert_eq!(
+            self.status.authoritative_member,
+            Some(n.other()),
+            "{n} compared with a member that is not authoritative"
+        );
+        self.member_mut(n).stale = false;
+    }
+
     /// Invariants every transition leaves behind.
     fn check_invariants(&self) {
         debug_assert!(
