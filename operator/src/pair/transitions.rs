@@ -154,6 +154,55 @@ impl Cx<'_> {
         self.member_mut(n).stale = false;
     }
 
+    /// No member serves clients any more (the active one may not serve, or both members are
+    /// down); the authoritative member stays, as the one to serve again first. Always safe:
+    /// rule 1 asks for at most one member, and none is one.
+    pub(crate) fn stop_serving(&mut self) {
+        self.status.active_member = None;
+    }
+
+    /// While nothing served, the authoritative member `m` answers again as a primary with its
+    /// data: it serves clients again.
+    ///
+    /// Rule 1: `m` may serve (initialised, neither stale nor fenced); rule 2: it is the
+    /// authoritative member (the other one may hold old data).
+    pub(crate) fn resume_serving(&mut self, m: Member) {
+        debug_assert_eq!(
+            self.status.authoritative_member,
+            Some(m),
+            "serving {m}, which is not authoritative"
+        );
+        debug_assert!(self.may_serve(m), "serving {m} while it may not serve");
+        self.status.active_member = Some(m);
+        self.check_invariants();
+    }
+
+    /// The active member reports its standby as `sync`, and the standby has replayed all of the
+    /// active member's WAL: from now on every acknowledged commit is on `standby`, which
+    /// `status.synchronousStandby` promises (see `synchronous.rs`).
+    ///
+    /// Rule 4: a synchronous failover goes only to the promised standby, so the promise is made
+    /// only for the active member's standby, and only while it may serve.
+    pub(crate) fn make_sync_promise(&mut self, standby: Member) {
+        debug_assert_eq!(
+            self.status.active_member,
+            Some(standby.other()),
+            "promising {standby}, which is not the active member's standby"
+        );
+        debug_assert!(
+            self.may_serve(standby),
+            "promising {standby} while it may not serve"
+        );
+        self.status.synchronous_standby = Some(standby);
+    }
+
+    /// Commits do not (or will soon not) wait for the standby: the synchronous promise is off.
+    /// Always safe: a promise missing while it holds only refuses a failover; the order that
+    /// matters (withdraw and persist first, stop waiting after) is `synchronous::manage`'s.
+    pub(crate) fn withdraw_sync_promise(&mut self) {
+        self.status.synchronous_standby = None;
+    }
+
     /// Invariants every transition leaves behind.
     fn check_invariants(&self) {
         debug_assert!(
