@@ -2,17 +2,35 @@
 //! truth.
 //!
 //! `status.activeMember`, `status.authoritativeMember`, `status.synchronousStandby` and each
-//! member's `initialized`, `stale` and `fenced` are written here and nowhere else; reading them
-//! is free everywhere. A test below (`only_transitions_write_member_state`) reads every source
-//! file of the core and fails when another one writes them, so the rule cannot erode silently.
+//! member's `initialized`, `stale` and `fenced` are written here and nowhere else in the
+//! operator; reading them is free everywhere. A new state change gets a transition here, named
+//! after what happened, rather than a field write at its call site: a test below
+//! (`only_transitions_write_member_state`) reads every source file of the crate and fails when
+//! another one writes these fields, so the rule cannot erode silently.
 //!
-//! Each transition sets the fields that change together and checks, in debug builds (every
-//! test), the safety rule it touches (numbered as in the module docs of `pair`):
-//!
-//! | transition              | what happened                                | checks         |
-//! |-------------------------|----------------------------------------------|----------------|
-//! | [`Cx::retire`]          | a failover or switchover passed its point of no return: the old active member is stale and (streaming) fenced, nothing serves, the synchronous promise is void | 3: it is the incumbent being replaced |
-//! | [`Cx::hand_over`]       | the promotion completed: active and authoritative move | 1, 3 |
+//! Each transition sets the fields that change together and checks, in debug builds (so in
+//! every test), the safety rule it touches (numbered as in the `pair` module docs):
+//! - [`Cx::bootstrap_initialized`]: an `initdb` or `clone` gave a member data; the first one
+//!   becomes authoritative. Rule 2: the authoritative member is not stale.
+//! - [`Cx::data_lost`]: a member's data directory is gone. No rule: it never serves, is never
+//!   promoted, never copied from.
+//! - [`Cx::mark_stale`]: re-alignment starts; stale, and fenced when streaming. Rules 1 and 2:
+//!   only the non-authoritative, non-active member.
+//! - [`Cx::realigned`]: a `rejoin` or `clone` succeeded; neither stale nor fenced. Rule 2: from
+//!   the authoritative member.
+//! - [`Cx::verified_equal`]: an external `sync` compared equal; not stale. Rule 2: with the
+//!   authoritative member.
+//! - [`Cx::stop_serving`]: nothing serves. Always safe.
+//! - [`Cx::resume_serving`]: the authoritative member serves again. Rules 1 and 2: it may serve
+//!   and it is the authoritative one.
+//! - [`Cx::make_sync_promise`]: the standby holds every acknowledged commit from now on. Rule 4:
+//!   only the active member's standby, only while it may serve.
+//! - [`Cx::withdraw_sync_promise`]: the promise is off. Always safe.
+//! - [`Cx::retire`]: a failover or switchover passed its point of no return: the old active
+//!   member is stale and (streaming) fenced, nothing serves, the promise is void. Rule 3: it is
+//!   the incumbent being replaced.
+//! - [`Cx::hand_over`]: the promotion completed; active and authoritative move. Rule 1: to a
+//!   member neither stale nor fenced; rule 3: streaming, the old one was fenced first.
 //!
 //! Between passes the transitions keep: the active member, when there is one, is the
 //! authoritative one; the authoritative member is stale only while a failover or switchover
@@ -212,5 +230,143 @@ impl Cx<'_> {
             self.status.active_member,
             self.status.authoritative_member
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// The fields only this module writes.
+    const GUARDED: [&str; 6] = [
+        "active_member",
+        "authoritative_member",
+        "synchronous_standby",
+        "initialized",
+        "stale",
+        "fenced",
+    ];
+
+    /// Method calls that change an `Option` or a value in place.
+    const MUTATING_CALLS: [&str; 6] = [
+        ".take()",
+        ".replace(",
+        ".insert(",
+        ".get_or_insert",
+        ".as_mut()",
+        ".clone_from(",
+    ];
+
+    /// Whether `code` (comments removed) writes a field named `field` of anything: assigns it
+    /// (`=`, `|=`, ...), changes it in place through a mutating call, or lends it out `&mut`.
+    fn writes(code: &str, field: &str) -> bool {
+        let needle = format!(".{field}");
+        code.match_indices(&needle).any(|(at, _)| {
+            let after = &code[at + needle.len()..];
+            if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                return false; // a longer name
+            }
+            let after = after.trim_start();
+            let assigned =
+                (after.starts_with('=') && !after.starts_with("==") && !after.starts_with("=>"))
+                    || ["|=", "&=", "^=", "+=", "-="]
+                        .iter()
+                        .any(|op| after.starts_with(op));
+            let mutated = MUTATING_CALLS.iter().any(|call| after.starts_with(call));
+            let place = code[..at]
+                .trim_end_matches(|c: char| c.is_ascii_alphanumeric() || "_.()".contains(c));
+            let lent = place.ends_with("&mut ");
+            assigned || mutated || lent
+        })
+    }
+
+    fn without_comments(source: &str) -> String {
+        source
+            .lines()
+            .map(|l| l.find("//").map_or(l, |i| &l[..i]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read a source directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_write_detector_tells_writes_from_reads() {
+        for write in [
+            "cx.status.active_member = None;",
+            "cx.status.authoritative_member  = Some(m);",
+            "let a = *cx.status.authoritative_member.get_or_insert(m);",
+            "st.stale = true;",
+            "cx.member_mut(n).fenced = false;",
+            "st.fenced |= streaming;",
+            "cx.status.synchronous_standby.take();",
+            "std::mem::replace(&mut cx.status.active_member, None);",
+            "let st = &mut cx.member_mut(m).initialized;",
+            "st.initialized =\n    true;",
+        ] {
+            let field = GUARDED.iter().find(|f| write.contains(*f)).unwrap();
+            assert!(writes(write, field), "missed a write: {write}");
+        }
+        for read in [
+            "if cx.status.active_member == Some(target) {",
+            "let auth = cx.status.authoritative_member;",
+            "!st.stale && !st.fenced",
+            "cx.status.synchronous_standby.is_some()",
+            "st.stale_since = None;",
+            "foo(&mut x, cx.status.active_member);",
+            "let initialized = |m: Member| cx.member(m).initialized;",
+            "Some(m) if cx.member(from).initialized => m,",
+        ] {
+            for field in GUARDED {
+                assert!(!writes(read, field), "a read taken for a write: {read}");
+            }
+        }
+    }
+
+    /// Only this module writes the guarded fields, anywhere in the operator's sources.
+    #[test]
+    fn only_transitions_write_member_state() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let this = src.join("pair").join("transitions.rs");
+        // Every module of the core is among the files read.
+        let core = std::fs::read_to_string(src.join("pair").join("mod.rs")).expect("pair/mod.rs");
+        for module in core.lines().filter_map(|l| l.strip_prefix("mod ")) {
+            let name = module.trim_end_matches(';');
+            let file = src.join("pair").join(format!("{name}.rs"));
+            let dir = src.join("pair").join(name).join("mod.rs");
+            assert!(
+                files.contains(&file) || files.contains(&dir),
+                "pair::{name} not read"
+            );
+        }
+        let mut offenders = Vec::new();
+        for file in files.iter().filter(|f| **f != this) {
+            let code = without_comments(&std::fs::read_to_string(file).expect("a source file"));
+            for field in GUARDED.iter().filter(|f| writes(&code, f)) {
+                offenders.push(format!("{} writes .{field}", file.display()));
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "write these fields through a transition in pair/transitions.rs:\n{}",
+            offenders.join("\n")
+        );
+        // And this module does write each of them (the guard does not watch a wrong name).
+        let mine = std::fs::read_to_string(&this).expect("transitions.rs");
+        let mine = without_comments(&mine[..mine.find("#[cfg(test)]").unwrap_or(mine.len())]);
+        for field in GUARDED {
+            assert!(writes(&mine, field), "transitions.rs never writes .{field}");
+        }
     }
 }
