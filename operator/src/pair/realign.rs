@@ -13,6 +13,7 @@ use crate::crd::{
 
 use super::context::Cx;
 use super::jobs::{self, JobProgress};
+use super::last_check;
 use super::{JobKind, Reported};
 
 /// Start re-aligning the stale non-authoritative member, when it may be. True when started.
@@ -113,9 +114,9 @@ fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
     match jobs::run(cx, &mut op, JobKind::Check) {
         JobProgress::Waiting => Some(op),
         JobProgress::Succeeded(report) | JobProgress::Failed(_, report)
-            if super::checks::verdict(report.as_ref()) == Some(true) =>
+            if last_check::verdict(report.as_ref()) == Some(true) =>
         {
-            super::checks::record(cx, report.as_ref());
+            last_check::record(cx, report.as_ref());
             cx.verified_equal(n);
             cx.event(
                 false,
@@ -125,7 +126,7 @@ fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
             None
         }
         JobProgress::Succeeded(report) | JobProgress::Failed(_, report) => {
-            super::checks::record(cx, report.as_ref());
+            last_check::record(cx, report.as_ref());
             let backoff = jobs::record_failure(cx, &mut op);
             op.step = OperationStep::RunningJob;
             cx.event(
