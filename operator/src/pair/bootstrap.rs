@@ -130,13 +130,7 @@ fn succeeded(cx: &mut Cx, op: &Operation, kind: JobKind, report: Option<&Reporte
             });
         }
         _ => {
-            let auth = *cx.status.authoritative_member.get_or_insert(m);
-            let streaming = cx.streaming();
-            let st = cx.member_mut(m);
-            st.initialized = true;
-            st.fenced = false;
-            // External mode: an independently initialised member holds none of the data yet.
-            st.stale = !streaming && m != auth;
+            cx.bootstrap_initialized(m);
             if kind == JobKind::Clone {
                 cx.status.last_sync = Some(SyncRecord {
                     time: now,

@@ -121,7 +121,7 @@ fn step(cx: &mut Cx) -> Option<String> {
 fn step_down_if_unfit(cx: &mut Cx) {
     if let Some(a) = cx.status.active_member {
         if !cx.may_serve(a) {
-            cx.status.active_member = None;
+            cx.stop_serving();
         }
     }
 }
@@ -171,7 +171,7 @@ fn nothing_serves_if_both_down(cx: &mut Cx) {
     if cx.healthy(active.other()) {
         return;
     }
-    cx.status.active_member = None;
+    cx.stop_serving();
     cx.event(
         true,
         "NoMemberServing",
@@ -190,7 +190,7 @@ fn activate(cx: &mut Cx) {
     };
     let primary = !cx.streaming() || cx.member(auth).role == Some(ServerRole::Primary);
     if cx.may_serve(auth) && cx.healthy(auth) && primary {
-        cx.status.active_member = Some(auth);
+        cx.resume_serving(auth);
         cx.event(false, "Serving", format!("clients are served by {auth}"));
     }
 }

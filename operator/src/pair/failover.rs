@@ -168,11 +168,6 @@ pub(crate) fn start(cx: &mut Cx, from: Member, to: Member, lag_bytes: Option<i64
     );
     // From here on the old active member's data is not the truth: whatever it wrote after the
     // fork is discarded by its rejoin. It never serves again before being re-aligned.
-    cx.status.active_member = None;
-    cx.status.synchronous_standby = None;
-    let streaming = cx.streaming();
-    let st = cx.member_mut(from);
-    st.stale = true;
-    st.fenced = streaming;
+    cx.retire(from);
     cx.status.operation = Some(op);
 }

@@ -27,16 +27,16 @@ fn observe_member(cx: &mut Cx, m: Member) {
         let st = cx.member(m);
         st.initialized && !st.fenced && !seen.data_lost
     };
-    let st = cx.member_mut(m);
-    if seen.data_lost && st.initialized {
+    if seen.data_lost && cx.member(m).initialized {
         // The data is gone: the member needs a clone (or both a restore). Whatever it held is
         // not the truth anymore.
-        st.initialized = false;
-        st.stale = false;
+        cx.data_lost(m);
+        let st = cx.member_mut(m);
         st.lsn = None;
         st.timeline = None;
         st.lag_bytes = None;
     }
+    let st = cx.member_mut(m);
     st.ready = healthy;
     if let Some(p) = seen.server() {
         st.role = Some(if p.in_recovery {

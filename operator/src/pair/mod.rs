@@ -21,6 +21,7 @@ mod desired;
 mod failover;
 mod health;
 mod jobs;
+mod last_check;
 mod observation;
 mod phase;
 mod promotion;
@@ -29,14 +30,14 @@ mod requests;
 mod spec_error;
 mod switchover;
 mod synchronous;
+mod transitions;
 
-pub use checks::verdict;
-pub use checks::CHECK_ERROR;
 pub use conditions::{condition, is_true};
 pub use context::{format_lsn, parse_lsn, FAST};
 pub use decide::decide;
 pub use decision::*;
 pub use jobs::{backoff, mounts_pvc};
+pub use last_check::{verdict, CHECK_ERROR};
 pub use observation::*;
 pub use realign::discarded;
 pub use spec_error::{

@@ -4,10 +4,10 @@
 use crate::crd::{condition as cond, Member, Operation, OperationKind, OperationStep, Phase};
 
 use super::bootstrap::BOTH_LOST;
-use super::checks::CHECK_ERROR;
 use super::conditions::{self, set, Truth};
 use super::context::Cx;
 use super::health::streaming_to;
+use super::last_check::CHECK_ERROR;
 use super::Desired;
 
 /// Whether the standby holds the same data as the active member now.

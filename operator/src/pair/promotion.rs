@@ -49,8 +49,6 @@ pub(crate) fn promote_and_switch(
         match cx.seen(to).server() {
             Some(p) if !p.in_recovery => {
                 op.step = OperationStep::Switching;
-                cx.status.active_member = Some(to);
-                cx.status.authoritative_member = Some(to);
                 let st = cx.member_mut(to);
                 st.role = Some(ServerRole::Primary);
                 st.lag_bytes = None;
@@ -63,8 +61,7 @@ pub(crate) fn promote_and_switch(
         }
     }
     // Switching: the Service selects `to` (desired state); done once it is observed so.
-    cx.status.active_member = Some(to);
-    cx.status.authoritative_member = Some(to);
+    cx.hand_over(from, to);
     if cx.obs.service_selects == Some(Some(to)) {
         switched(cx, &op, from);
         return None;
@@ -76,8 +73,7 @@ pub(crate) fn promote_and_switch(
 fn switched(cx: &mut Cx, op: &Operation, from: Member) {
     let to = op.member;
     let now = cx.time();
-    cx.status.active_member = Some(to);
-    cx.status.authoritative_member = Some(to);
+    cx.hand_over(from, to);
     if op.kind != OperationKind::Failover {
         cx.event(
             false,

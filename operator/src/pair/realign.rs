@@ -13,6 +13,7 @@ use crate::crd::{
 
 use super::context::Cx;
 use super::jobs::{self, JobProgress};
+use super::last_check;
 use super::{JobKind, Reported};
 
 /// Start re-aligning the stale non-authoritative member, when it may be. True when started.
@@ -47,10 +48,7 @@ pub(crate) fn start(cx: &mut Cx, n: Member, force: bool, reason: &str, request: 
     op.force = force;
     op.reason = reason.to_string();
     op.request = request.map(str::to_string);
-    let streaming = cx.streaming();
-    let st = cx.member_mut(n);
-    st.stale = true;
-    st.fenced = streaming;
+    cx.mark_stale(n);
     cx.event(
         false,
         "RealignStarted",
@@ -99,10 +97,8 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
         }
         JobProgress::Succeeded(report) => {
             record(cx, n, kind, report.as_ref());
-            let st = cx.member_mut(n);
-            st.stale = false;
-            st.fenced = false;
-            st.failing_since = None;
+            cx.realigned(n);
+            cx.member_mut(n).failing_since = None;
             cx.event(
                 false,
                 "Realigned",
@@ -118,10 +114,10 @@ fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
     match jobs::run(cx, &mut op, JobKind::Check) {
         JobProgress::Waiting => Some(op),
         JobProgress::Succeeded(report) | JobProgress::Failed(_, report)
-            if super::checks::verdict(report.as_ref()) == Some(true) =>
+            if last_check::verdict(report.as_ref()) == Some(true) =>
         {
-            super::checks::record(cx, report.as_ref());
-            cx.member_mut(n).stale = false;
+            last_check::record(cx, report.as_ref());
+            cx.verified_equal(n);
             cx.event(
                 false,
                 "Realigned",
@@ -130,7 +126,7 @@ fn verify(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
             None
         }
         JobProgress::Succeeded(report) | JobProgress::Failed(_, report) => {
-            super::checks::record(cx, report.as_ref());
+            last_check::record(cx, report.as_ref());
             let backoff = jobs::record_failure(cx, &mut op);
             op.step = OperationStep::RunningJob;
             cx.event(

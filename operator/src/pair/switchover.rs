@@ -137,12 +137,9 @@ fn start(cx: &mut Cx, target: Member, reason: &str, request: Option<&str>) {
         "SwitchoverStarted",
         format!("switching over from {from} to {target} ({reason})"),
     );
+    // External mode: both members hold the data; only clients move, when `advance` takes the
+    // operation's first step (in this same pass).
     cx.status.operation = Some(op);
-    if !cx.streaming() {
-        // External mode: both members hold the data; only clients move.
-        cx.status.active_member = Some(target);
-        cx.status.authoritative_member = Some(target);
-    }
 }
 
 /// Advance a switchover; `None` when it is over.
@@ -150,8 +147,7 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
     let target = op.member;
     let from = op.from.unwrap_or(target.other());
     if !cx.streaming() {
-        cx.status.active_member = Some(target);
-        cx.status.authoritative_member = Some(target);
+        cx.hand_over(from, target);
         cx.event(
             false,
             "SwitchoverCompleted",
@@ -191,11 +187,7 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
         match (wanted, replayed) {
             (Some(w), Some(r)) if r >= w => {
                 op.step = OperationStep::Promoting;
-                cx.status.active_member = None;
-                cx.status.synchronous_standby = None;
-                let st = cx.member_mut(from);
-                st.stale = true;
-                st.fenced = true;
+                cx.retire(from);
             }
             _ => return Some(op),
         }

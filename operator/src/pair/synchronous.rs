@@ -33,7 +33,7 @@ pub(crate) fn observe(cx: &mut Cx) {
         return;
     }
     if !names(&p.synchronous_standby_names, standby) {
-        cx.status.synchronous_standby = None; // commits do not wait for it
+        cx.withdraw_sync_promise(); // commits do not wait for it
         return;
     }
     let Some(seen) = p
@@ -53,9 +53,11 @@ pub(crate) fn observe(cx: &mut Cx) {
     // Nor is it made for a standby that may not serve (stale, about to be re-aligned): the same
     // pass empties `synchronous_standby_names` for it (`manage`), and a promise made then would
     // outlive the setting wherever the active member stops answering.
-    let new_promise = seen.replay_lag_bytes == 0 && cx.may_serve(standby);
-    if new_promise || cx.prior.synchronous_standby == Some(standby) {
-        cx.status.synchronous_standby = Some(standby);
+    // Otherwise the promise made in an earlier pass, if any, holds: nothing before this in the
+    // pass changes it, so the status still carries it.
+    debug_assert_eq!(cx.status.synchronous_standby, cx.prior.synchronous_standby);
+    if seen.replay_lag_bytes == 0 && cx.may_serve(standby) {
+        cx.make_sync_promise(standby);
     }
 }
 
@@ -114,7 +116,7 @@ pub(crate) fn manage(cx: &mut Cx) {
     } else if !wanted && named {
         if cx.prior.synchronous_standby.is_some() {
             // First persist that the promise is off; the next pass lets commits go.
-            cx.status.synchronous_standby = None;
+            cx.withdraw_sync_promise();
         } else {
             cx.act(Action::SetSynchronousStandby {
                 on: active,
