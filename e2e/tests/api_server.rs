@@ -153,6 +153,12 @@ async fn transition_rules_refuse_changes_after_creation() {
             json!({"storage": {"size": "1Gi"}, "clientService": {"name": "clinic"}}),
             "clientService.name cannot change",
         ),
+        (
+            // The mode was defaulted to streaming at creation.
+            json!({"storage": {"size": "1Gi"}, "clientService": {"name": "receipts"},
+                   "replication": {"mode": "external", "synchronous": false}}),
+            "replication.mode cannot change after creation",
+        ),
     ] {
         refused_with(
             apply(&c, &ns.name, &pair("orca", spec), true).await,

@@ -68,6 +68,27 @@ fn backup_schedule_needs_exactly_one_target() {
 }
 
 #[test]
+fn replication_mode_is_fixed_after_creation() {
+    let old = pair(
+        "orca",
+        serde_json::json!({"replication": {"mode": "streaming"}}),
+    );
+    let same = pair(
+        "orca",
+        serde_json::json!({"replication": {"mode": "streaming", "synchronous": false}}),
+    );
+    same.validate_cel_update(&old).expect("the same mode");
+    let external = pair(
+        "orca",
+        serde_json::json!({"replication": {"mode": "external"}}),
+    );
+    rejected_with(
+        external.validate_cel_update(&old),
+        "replication.mode cannot change after creation",
+    );
+}
+
+#[test]
 fn storage_is_fixed_after_creation() {
     let old = pair("orca", serde_json::json!({"storage": {"size": "10Gi"}}));
     let same = pair("orca", serde_json::json!({"storage": {"size": "10Gi"}}));

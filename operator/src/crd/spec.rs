@@ -177,8 +177,10 @@ pub enum ReclaimPolicy {
 pub struct ReplicationSpec {
     /// `streaming`: the operator runs physical streaming replication, the secondary is a hot
     /// standby. `external`: the workload writes both copies itself; the operator only verifies
-    /// and re-aligns them.
+    /// and re-aligns them. Fixed once the pair exists: a fence or a failover in progress means
+    /// different things in the two modes.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("replication.mode cannot change after creation (a fenced member or a failover in progress would be left stuck)"))]
     pub mode: ReplicationMode,
     /// Commits wait until the standby has the WAL (streaming mode only; default on), so a
     /// failover loses no acknowledged commit. While the standby is away the operator degrades to
