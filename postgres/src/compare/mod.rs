@@ -95,6 +95,10 @@ pub struct SequenceComparison {
     pub source_next: Option<i64>,
     /// Next value on the target.
     pub target_next: Option<i64>,
+    /// The source's `last_value` and `is_called`.
+    pub source_state: (i64, bool),
+    /// The target's `last_value` and `is_called`.
+    pub target_state: Option<(i64, bool)>,
     /// Equal, ahead (harmless), behind (a difference) or missing.
     pub status: SequenceStatus,
 }
@@ -259,6 +263,8 @@ pub(crate) async fn compare_sides(
                 sequence: s.name.clone(),
                 source_next: Some(s.next_value()),
                 target_next: t.map(|t| t.next_value()),
+                source_state: (s.last_value, s.is_called),
+                target_state: t.map(|t| (t.last_value, t.is_called)),
                 status: sequences::classify(s, t),
             }
         })

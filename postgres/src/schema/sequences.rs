@@ -1,7 +1,10 @@
 //! Sequence values. A sequence is "behind" on the target when the target would hand out a
 //! value the source already handed out (duplicate keys after a failover): that is a
 //! difference. "Ahead" is harmless (sequences have gaps by design, and a hot standby reports
-//! values up to 32 ahead because nextval WAL-logs ahead), so it is reported but not counted.
+//! values up to 32 ahead because nextval WAL-logs ahead), so it is reported but not counted;
+//! so is the same next value held in another state (`last_value`/`is_called`, e.g. 4242 called
+//! against 4249 not called with increment 7), which `SELECT last_value` or `pg_dump` would show
+//! as a difference. `sync` reproduces the source's state exactly.
 
 use serde::Serialize;
 use tokio_postgres::GenericClient;
@@ -31,14 +34,22 @@ impl SequenceState {
             self.last_value
         }
     }
+
+    /// Same `last_value` and `is_called`: what `SELECT * FROM seq` and `pg_dump` show.
+    pub fn same_state(&self, other: &SequenceState) -> bool {
+        self.last_value == other.last_value && self.is_called == other.is_called
+    }
 }
 
 /// How a target sequence relates to the source's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 pub enum SequenceStatus {
-    /// Same next value.
+    /// Same state: same `last_value` and `is_called`.
     Equal,
+    /// The same next value in another state (`last_value`/`is_called`): harmless to clients,
+    /// visible to a by-hand comparison.
+    StateDiffers,
     /// The target would skip values: harmless.
     TargetAhead,
     /// The target would hand out values the source already used: a difference.
@@ -53,8 +64,10 @@ pub fn classify(source: &SequenceState, target: Option<&SequenceState>) -> Seque
         return SequenceStatus::Missing;
     };
     let (s, t) = (source.next_value(), target.next_value());
-    if s == t {
+    if source.same_state(target) {
         SequenceStatus::Equal
+    } else if s == t {
+        SequenceStatus::StateDiffers
     } else if (source.increment > 0) == (t > s) {
         SequenceStatus::TargetAhead
     } else {
@@ -109,14 +122,19 @@ pub async fn read_sequences(client: &impl GenericClient) -> Result<Vec<SequenceS
         .collect())
 }
 
-/// SQL that sets `target`'s sequence to the source's state transactionally: `ALTER SEQUENCE
-/// ... RESTART` writes a new relation file (rolled back with the transaction), unlike
-/// `setval`, which is never rolled back.
+/// SQL that gives the target's sequence the source's exact state (`last_value` and
+/// `is_called`), transactionally. `setval` alone is never rolled back; but `ALTER SEQUENCE ...
+/// RESTART` gives the sequence a new relation file within the transaction, and a `setval`
+/// after it writes to that file, which a rollback discards with the rest. (`RESTART WITH` alone
+/// leaves `is_called` false: the next value right, the state not.)
 pub fn restart_sql(source: &SequenceState) -> String {
     format!(
-        "ALTER SEQUENCE {} RESTART WITH {}",
-        source.name,
-        source.next_value()
+        "ALTER SEQUENCE {name} RESTART WITH {next}; SELECT pg_catalog.setval({literal}, {last}, {called})",
+        name = source.name,
+        next = source.last_value,
+        literal = quote_literal(&source.name),
+        last = source.last_value,
+        called = source.is_called,
     )
 }
 
@@ -141,7 +159,11 @@ mod tests {
         );
         assert_eq!(
             classify(&seq(10, true, 1), Some(&seq(11, false, 1))),
-            SequenceStatus::Equal
+            SequenceStatus::StateDiffers
+        );
+        assert_eq!(
+            classify(&seq(4242, true, 7), Some(&seq(4249, false, 7))),
+            SequenceStatus::StateDiffers
         );
         assert_eq!(
             classify(&seq(10, true, 1), Some(&seq(42, true, 1))),

@@ -13,7 +13,8 @@
 //!    foreign keys that reference reloaded tables dropped and re-created (so validated), the
 //!    reloaded tables' indexes dropped before the load and rebuilt after it (as pg_restore
 //!    builds them after the data).
-//! 5. Set sequences with `ALTER SEQUENCE ... RESTART` (transactional, unlike `setval`).
+//! 5. Set sequences to the source's exact state (`last_value`, `is_called`): `ALTER SEQUENCE
+//!    ... RESTART` then `setval` on the new relation file, so the transaction rolls both back.
 //! 6. COMMIT. Any failure before that (a server killed, a lost connection, a constraint that
 //!    does not hold) rolls the whole target transaction back: the target is as it was.
 
@@ -266,9 +267,12 @@ pub async fn sync(
             let keys: Vec<String> = tables.iter().map(|t| t.key()).collect();
             fks = ddl::set_aside_foreign_keys(main, &keys).await?;
             indexes = ddl::set_aside_indexes(main, &keys).await?;
-            main.batch_execute(&format!("TRUNCATE ONLY {}", keys.join(", ")))
-                .await
-                .ctx("emptying the tables to reload")?;
+            // Sequences alone may differ: nothing to empty then.
+            if !keys.is_empty() {
+                main.batch_execute(&format!("TRUNCATE ONLY {}", keys.join(", ")))
+                    .await
+                    .ctx("emptying the tables to reload")?;
+            }
             None
         };
         durations.schema_ms += elapsed_ms(t);
@@ -305,9 +309,7 @@ pub async fn sync(
         };
         let mut sql = String::new();
         for s in &compared.source_sequences {
-            let unchanged = current
-                .iter()
-                .any(|c| c.name == s.name && c.next_value() == s.next_value());
+            let unchanged = current.iter().any(|c| c.name == s.name && c.same_state(s));
             if !unchanged {
                 sql.push_str(&sequences::restart_sql(s));
                 sql.push_str(";\n");
