@@ -3,12 +3,11 @@
 //! report of what the stale member had that the authoritative one lacks.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use super::clone::{clone, host_port, options_from_args, sql_err, CloneOptions, SOURCE_TIMEOUT};
+use super::clone::{clone, host_port, sql_err, CloneOptions, SOURCE_TIMEOUT};
 use super::cmd::{prepare, run_any, tail, with_password};
 use super::conf::{
     configure_standby, conninfo_value, missing_or_empty, move_into_place, remove_tree, sibling,
@@ -19,9 +18,9 @@ use super::timeline::{ancestry, diverge, parse_history, Divergence};
 use super::{valid_slot_name, ControlData, MemberError};
 use crate::actions::Lsn;
 use crate::conn::Target;
-use crate::job_report::{Entrypoint, Lost, RejoinMethod, RejoinReport};
+use crate::job_report::{Lost, RejoinMethod, RejoinReport};
 use crate::pgbin::server_command;
-use crate::report::{self, elapsed_ms};
+use crate::report::elapsed_ms;
 
 /// Rejoin takes the same options as [`clone()`] (it may fall back to one).
 pub type RejoinOptions = CloneOptions;
@@ -436,46 +435,4 @@ async fn clone_fallback(
             Err(e)
         }
     }
-}
-
-/// `receiptdb-operator rejoin`: see `docs/job-interface.md`. Passwords as for `clone`.
-pub type RejoinArgs = super::clone::StandbyArgs;
-
-/// Run `rejoin` from the command line: exit 0 on success, 2 on error.
-pub async fn main(args: RejoinArgs) -> ExitCode {
-    let started = Instant::now();
-    let result = async {
-        let opts = options_from_args(&args)?;
-        rejoin(&opts).await
-    }
-    .await;
-    report::finish(
-        Entrypoint::Rejoin,
-        result,
-        |error| RejoinReport {
-            ok: false,
-            pgdata: args.pgdata.display().to_string(),
-            application_name: args.application_name.clone(),
-            error: Some(error),
-            duration_ms: elapsed_ms(started),
-            ..Default::default()
-        },
-        args.report.as_deref(),
-        args.json,
-        |rep| {
-            let method = rep.method.unwrap_or(RejoinMethod::None).as_str();
-            println!(
-                "rejoin: {} is a standby of {} (method {method}: {})",
-                rep.pgdata, rep.source, rep.reason
-            );
-            match (rep.lost.from, rep.lost.to) {
-                (Some(from), Some(to)) if rep.lost.bytes > 0 => println!(
-                    "rejoin: discarded {} bytes of WAL the source never had: {from} .. {to} on timeline {}",
-                    rep.lost.bytes,
-                    rep.stale_timeline.unwrap_or(0)
-                ),
-                _ => println!("rejoin: nothing was lost (no WAL past the fork point)"),
-            }
-        },
-    )
 }

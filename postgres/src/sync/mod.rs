@@ -17,7 +17,6 @@
 //! 6. COMMIT. Any failure before that (a server killed, a lost connection, a constraint that
 //!    does not hold) rolls the whole target transaction back: the target is as it was.
 
-pub mod cli;
 pub(crate) mod copy;
 pub(crate) mod ddl;
 pub(crate) mod dump;
@@ -33,7 +32,6 @@ use crate::compare::{
 use crate::conn::Target;
 use crate::report::elapsed_ms;
 use crate::schema::{sequences, SqlContext, SqlError, TableInfo};
-pub use cli::{main, SyncArgs};
 pub use copy::TableCopy;
 pub use dump::DumpError;
 
