@@ -14,6 +14,7 @@
 mod cmd;
 mod conf;
 mod controldata;
+mod rejoin_plan;
 mod server;
 mod timeline;
 
