@@ -43,19 +43,19 @@ pub enum Command {
         dir: PathBuf,
     },
     /// Initialise a member's data directory.
-    Initdb(receiptdb_postgres::member::InitdbArgs),
+    Initdb(receiptdb_postgres::cli::InitdbArgs),
     /// Make a member a fresh standby of another.
-    Clone(receiptdb_postgres::member::CloneArgs),
+    Clone(receiptdb_postgres::cli::CloneArgs),
     /// Re-align a stale former primary as a standby (pg_rewind, else a fresh clone).
-    Rejoin(receiptdb_postgres::member::RejoinArgs),
+    Rejoin(receiptdb_postgres::cli::RejoinArgs),
     /// Compare two databases (exit 1 when they differ).
-    Check(receiptdb_postgres::compare::CheckArgs),
+    Check(receiptdb_postgres::cli::CheckArgs),
     /// Re-align a target database to a source, copying only what differs.
-    Sync(receiptdb_postgres::sync::SyncArgs),
+    Sync(receiptdb_postgres::cli::SyncArgs),
     /// Write a compressed, optionally encrypted backup.
-    Backup(receiptdb_postgres::backup::BackupArgs),
+    Backup(receiptdb_postgres::cli::BackupArgs),
     /// Restore a backup into a database.
-    Restore(receiptdb_postgres::backup::RestoreArgs),
+    Restore(receiptdb_postgres::cli::RestoreArgs),
 }
 
 /// `run`'s options.

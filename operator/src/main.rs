@@ -9,6 +9,7 @@ use futures::FutureExt;
 use receiptdb_operator::cli::{copy_binary, Cli, Command, LogFormat, RunArgs};
 use receiptdb_operator::controller::{self, Context, PostgresMembers};
 use receiptdb_operator::{crd, http, metrics::Metrics};
+use receiptdb_postgres::cli as entrypoint;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -53,13 +54,13 @@ async fn main() -> ExitCode {
             }
         },
         Command::Run(args) => run(args).await,
-        Command::Initdb(a) => receiptdb_postgres::member::initdb::main(a).await,
-        Command::Clone(a) => receiptdb_postgres::member::clone::main(a).await,
-        Command::Rejoin(a) => receiptdb_postgres::member::rejoin::main(a).await,
-        Command::Check(a) => receiptdb_postgres::compare::main(a).await,
-        Command::Sync(a) => receiptdb_postgres::sync::main(a).await,
-        Command::Backup(a) => receiptdb_postgres::backup::main(a).await,
-        Command::Restore(a) => receiptdb_postgres::backup::restore::main(a).await,
+        Command::Initdb(a) => entrypoint::initdb(a).await,
+        Command::Clone(a) => entrypoint::clone(a).await,
+        Command::Rejoin(a) => entrypoint::rejoin(a).await,
+        Command::Check(a) => entrypoint::check(a).await,
+        Command::Sync(a) => entrypoint::sync(a).await,
+        Command::Backup(a) => entrypoint::backup(a).await,
+        Command::Restore(a) => entrypoint::restore(a).await,
     }
 }
 

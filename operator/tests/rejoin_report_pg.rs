@@ -16,8 +16,8 @@ use receiptdb_operator::cli::{Cli, Command};
 use receiptdb_operator::crd::Member::{Primary as P, Secondary as S};
 use receiptdb_operator::pair::{Action, JobKind, JobState, Reported};
 use receiptdb_postgres::actions::promote;
+use receiptdb_postgres::cli;
 use receiptdb_postgres::job_report::{Entrypoint, JobReport, RejoinMethod};
-use receiptdb_postgres::member;
 use receiptdb_postgres::testing::members::{primary, standby, wait_in_sync, REPL_PASSWORD};
 use receiptdb_postgres::testing::TEST_PASSWORD;
 
@@ -28,8 +28,8 @@ async fn rejoin_entrypoint(args: &[&str]) -> (ExitCode, String) {
     let Command::Rejoin(a) = cli.command else {
         unreachable!()
     };
-    let report = a.report.clone().expect("--report");
-    let code = member::rejoin::main(a).await;
+    let report = a.reporting.report.clone().expect("--report");
+    let code = cli::rejoin(a).await;
     (code, std::fs::read_to_string(report).unwrap())
 }
 

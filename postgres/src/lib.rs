@@ -3,6 +3,9 @@
 //! Everything the operator does to data lives here, with no Kubernetes types, so it can be used
 //! by the controller, by the Job entrypoints and by hand against any two PostgreSQL servers.
 //!
+//! - [`cli`]: the Job entrypoints (`initdb`, `clone`, `rejoin`, `check`, `sync`, `backup`,
+//!   `restore`): their command-line arguments, report line, output and exit code. The modules
+//!   below are the library they call, with no command line and no printing.
 //! - [`member`]: a member's data directory: `initdb`, `clone`, `rejoin` (physical, pg tools).
 //! - [`actions`]: SQL actions the controller takes on a running member: probe, promote, fence,
 //!   synchronous replication on/off.
@@ -13,6 +16,7 @@
 
 pub mod actions;
 pub mod backup;
+pub mod cli;
 pub mod compare;
 pub mod conn;
 pub mod job_report;

@@ -4,7 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::ExitCode;
 
 use age::secrecy::ExposeSecret;
-use receiptdb_postgres::backup::{self, BackupArgs, BackupOptions, RestoreArgs, RestoreOptions};
+use receiptdb_postgres::backup::{self, BackupOptions, RestoreOptions};
+use receiptdb_postgres::cli::{self, BackupArgs, Reporting, RestoreArgs};
 use receiptdb_postgres::compare::{self, CompareOptions, Method};
 use receiptdb_postgres::job_report::{Entrypoint, JobReport};
 use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
@@ -191,11 +192,13 @@ async fn entrypoint_reports_carry_what_the_operator_reads() {
         source: c.conninfo("app"),
         output: output.clone(),
         recipients_file: None,
-        report: Some(file.clone()),
-        json: false,
+        reporting: Reporting {
+            report: Some(file.clone()),
+            json: false,
+        },
         keep: Some(5),
     };
-    assert_eq!(backup::main(args).await, ExitCode::SUCCESS);
+    assert_eq!(cli::backup(args).await, ExitCode::SUCCESS);
     let JobReport::Backup(b) = read() else {
         panic!("not a backup report")
     };
@@ -209,10 +212,12 @@ async fn entrypoint_reports_carry_what_the_operator_reads() {
         input: output.clone(),
         target: c.conninfo("copy"),
         identity_file: None,
-        report: Some(file.clone()),
-        json: false,
+        reporting: Reporting {
+            report: Some(file.clone()),
+            json: false,
+        },
     };
-    assert_eq!(backup::restore::main(args).await, ExitCode::SUCCESS);
+    assert_eq!(cli::restore(args).await, ExitCode::SUCCESS);
     let JobReport::Restore(r) = read() else {
         panic!("not a restore report")
     };
@@ -229,11 +234,13 @@ async fn entrypoint_reports_carry_what_the_operator_reads() {
         source: c.conninfo("no_such_db"),
         output,
         recipients_file: None,
-        report: Some(file.clone()),
-        json: false,
+        reporting: Reporting {
+            report: Some(file.clone()),
+            json: false,
+        },
         keep: None,
     };
-    assert_eq!(backup::main(args).await, ExitCode::from(2));
+    assert_eq!(cli::backup(args).await, ExitCode::from(2));
     let r = read();
     assert_eq!(r.entrypoint(), Entrypoint::Backup);
     assert!(r.error().unwrap().contains("no_such_db"), "{r:?}");

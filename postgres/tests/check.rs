@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use receiptdb_postgres::compare::{self, CheckArgs, CompareOptions, Method};
+use receiptdb_postgres::cli::{self, CheckArgs, Connections, Reporting};
+use receiptdb_postgres::compare::{self, CompareOptions, Method};
 use receiptdb_postgres::job_report::{CheckReport, JobReport};
 use receiptdb_postgres::schema::SequenceStatus;
 use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
@@ -148,12 +149,16 @@ async fn cli_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("termination-log");
     let args = |method| CheckArgs {
-        source: c.conninfo("src"),
-        target: c.conninfo("tgt"),
+        connections: Connections {
+            source: c.conninfo("src"),
+            target: c.conninfo("tgt"),
+        },
         method,
-        json: true,
         jobs: 2,
-        report: Some(file.clone()),
+        reporting: Reporting {
+            report: Some(file.clone()),
+            json: true,
+        },
     };
     // The report the operator reads: every field it uses, as the entrypoint wrote it.
     let report = || -> CheckReport {
@@ -163,10 +168,7 @@ async fn cli_exit_codes() {
             other => panic!("{other:?}: {line}"),
         }
     };
-    assert_eq!(
-        compare::main(args(Method::Checksums)).await,
-        ExitCode::SUCCESS
-    );
+    assert_eq!(cli::check(args(Method::Checksums)).await, ExitCode::SUCCESS);
     let r = report();
     assert!(r.ok && r.error.is_none(), "{r:?}");
     assert_eq!((r.method, r.equal), (Some(Method::Checksums), Some(true)));
@@ -179,26 +181,23 @@ async fn cli_exit_codes() {
         .batch_execute("UPDATE events SET payload = 'x' WHERE kind = 'c'")
         .await
         .unwrap();
-    assert_eq!(
-        compare::main(args(Method::Checksums)).await,
-        ExitCode::from(1)
-    );
+    assert_eq!(cli::check(args(Method::Checksums)).await, ExitCode::from(1));
     let r = report();
     assert!(r.ok, "a difference is a verdict, not an error: {r:?}");
     assert_eq!(r.equal, Some(false));
     assert_eq!(r.differing_tables, ["\"public\".\"events\""]);
     assert_eq!(r.differing_count, 1);
-    assert_eq!(compare::main(args(Method::Counts)).await, ExitCode::SUCCESS);
+    assert_eq!(cli::check(args(Method::Counts)).await, ExitCode::SUCCESS);
     assert_eq!(report().method, Some(Method::Counts));
     let mut bad = args(Method::Counts);
-    bad.target = format!("{} password=secret", c.conninfo("tgt"));
-    assert_eq!(compare::main(bad).await, ExitCode::from(2));
+    bad.connections.target = format!("{} password=secret", c.conninfo("tgt"));
+    assert_eq!(cli::check(bad).await, ExitCode::from(2));
     let r = report();
     assert!(!r.ok && r.equal.is_none(), "{r:?}");
     assert!(r.error.as_deref().unwrap().contains("password"), "{r:?}");
     let mut gone = args(Method::Counts);
-    gone.target = c.conninfo("no_such_db");
-    assert_eq!(compare::main(gone).await, ExitCode::from(2));
+    gone.connections.target = c.conninfo("no_such_db");
+    assert_eq!(cli::check(gone).await, ExitCode::from(2));
     let r = report();
     assert!(
         !r.ok && r.error.as_deref().unwrap().contains("no_such_db"),

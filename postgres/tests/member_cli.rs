@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use receiptdb_postgres::cli::{self, CloneArgs, InitdbArgs, RejoinArgs};
 use receiptdb_postgres::job_report::{Entrypoint, JobReport};
-use receiptdb_postgres::member::{self, CloneArgs, InitdbArgs, RejoinArgs};
 use receiptdb_postgres::testing::{free_port, postgres_tempdir, TestCluster, TEST_PASSWORD};
 
 #[derive(Parser)]
@@ -60,7 +60,7 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
     ]) else {
         unreachable!()
     };
-    assert_eq!(member::initdb::main(args).await, ExitCode::SUCCESS);
+    assert_eq!(cli::initdb(args).await, ExitCode::SUCCESS);
     let JobReport::Initdb(r) = report(&rep_file) else {
         panic!("not an initdb report")
     };
@@ -93,7 +93,7 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
     let Cli::Clone(args) = parse(&clone_args) else {
         unreachable!()
     };
-    assert_eq!(member::clone::main(args).await, ExitCode::SUCCESS);
+    assert_eq!(cli::clone(args).await, ExitCode::SUCCESS);
     let JobReport::Clone(r) = report(&brep) else {
         panic!("not a clone report")
     };
@@ -115,7 +115,7 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
     let Cli::Clone(args) = parse(&clone_args) else {
         unreachable!()
     };
-    assert_eq!(member::clone::main(args).await, ExitCode::from(2));
+    assert_eq!(cli::clone(args).await, ExitCode::from(2));
     let r = report(&brep);
     assert!(!r.ok(), "{r:?}");
     assert!(r.error().unwrap().contains("not empty"), "{r:?}");
@@ -133,7 +133,7 @@ async fn member_cli_initdb_clone_rejoin_reports_and_exit_codes() {
     ]) else {
         unreachable!()
     };
-    assert_eq!(member::rejoin::main(args).await, ExitCode::from(2));
+    assert_eq!(cli::rejoin(args).await, ExitCode::from(2));
     let r = report(&brep);
     assert_eq!(r.entrypoint(), Entrypoint::Rejoin);
     assert!(r.error().unwrap().contains("carries a password"), "{r:?}");

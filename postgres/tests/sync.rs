@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use receiptdb_postgres::cli::{self, Connections, Reporting, SyncArgs};
 use receiptdb_postgres::compare::{self, CompareOptions, Method};
 use receiptdb_postgres::job_report::{JobReport, SyncReport};
-use receiptdb_postgres::sync::{self, SyncArgs, SyncMode, SyncOptions};
+use receiptdb_postgres::sync::{self, SyncMode, SyncOptions};
 use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
 
 const SCHEMA: &str = "
@@ -172,14 +173,18 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("termination-log");
     let args = SyncArgs {
-        source: c.conninfo("src"),
-        target: c.conninfo("tgt"),
+        connections: Connections {
+            source: c.conninfo("src"),
+            target: c.conninfo("tgt"),
+        },
         method: Method::Counts,
         force: false,
         verbose: true,
-        json: false,
         jobs: 2,
-        report: Some(file.clone()),
+        reporting: Reporting {
+            report: Some(file.clone()),
+            json: false,
+        },
     };
     // The report the operator reads: every field it uses, as the entrypoint wrote it.
     let report = || -> SyncReport {
@@ -189,7 +194,7 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
             other => panic!("{other:?}: {line}"),
         }
     };
-    assert_eq!(sync::main(args.clone()).await, ExitCode::SUCCESS);
+    assert_eq!(cli::sync(args.clone()).await, ExitCode::SUCCESS);
     let r = report();
     assert!(r.ok && r.error.is_none(), "{r:?}");
     assert_eq!(r.mode, Some(SyncMode::Tables), "{r:?}");
@@ -201,8 +206,8 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
         .unwrap();
     assert!(after.equal);
     let mut bad = args;
-    bad.source = c.conninfo("missing_db");
-    assert_eq!(sync::main(bad).await, ExitCode::from(2));
+    bad.connections.source = c.conninfo("missing_db");
+    assert_eq!(cli::sync(bad).await, ExitCode::from(2));
     let r = report();
     assert!(
         !r.ok && r.error.as_deref().unwrap().contains("missing_db"),

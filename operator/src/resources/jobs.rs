@@ -357,7 +357,7 @@ fn verdict_is_final(kind: JobKind) -> Option<PodFailurePolicy> {
             on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
                 container_name: Some(JOB_CONTAINER.into()),
                 operator: "In".into(),
-                values: vec![i32::from(receiptdb_postgres::compare::EXIT_DIFFERENT)],
+                values: vec![i32::from(receiptdb_postgres::cli::EXIT_DIFFERENT)],
             }),
             ..PodFailurePolicyRule::default()
         }],

@@ -16,20 +16,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::compare::snapshot::CONNECT_TIMEOUT;
 use crate::conn::{ConnError, Target};
-use crate::job_report::{self, Entrypoint};
+use crate::job_report;
 use crate::pgbin::client_command_std;
-use crate::report::{fail, print_json, write_report};
 use crate::schema::{session_setup, SqlContext, SqlError};
 pub use format::{FormatError, Manifest};
 pub use keys::KeyError;
-pub use restore::{restore, RestoreArgs, RestoreError, RestoreOptions, RestoreOutcome};
+pub use restore::{restore, RestoreError, RestoreOptions, RestoreOutcome};
 
 /// zstd level: 3 is zstd's default, ~300+ MB/s per core.
 const ZSTD_LEVEL: i32 = 3;
@@ -82,87 +81,6 @@ pub struct BackupOutcome {
     pub manifest: Manifest,
     /// Wall time.
     pub duration_ms: u64,
-}
-
-/// `backup --source A --output FILE [--recipients-file FILE]`: dump the source database.
-#[derive(clap::Args, Debug, Clone)]
-pub struct BackupArgs {
-    /// libpq connection string of the database to back up (no password in it).
-    #[arg(long)]
-    pub source: String,
-    /// The backup file to write (0600; replaced atomically if it exists).
-    #[arg(long)]
-    pub output: PathBuf,
-    /// age recipients (age1..., one per line): encrypt the backup to them.
-    #[arg(long)]
-    pub recipients_file: Option<PathBuf>,
-    /// Also write the report as one line of JSON to this file (e.g. /dev/termination-log).
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// After writing, keep only this many scheduled backups (`backup-*.rdb`) in the output's
-    /// directory, deleting the oldest. Other files are never touched.
-    #[arg(long)]
-    pub keep: Option<usize>,
-}
-
-/// Run `backup`. Exit 0 written, 2 error.
-pub async fn main(args: BackupArgs) -> ExitCode {
-    let source = match Target::parse(&args.source) {
-        Ok(t) => t,
-        Err(e) => return fail(Entrypoint::Backup, &args.report, &format!("--source: {e}")),
-    };
-    let opts = BackupOptions {
-        output: args.output,
-        recipients_file: args.recipients_file,
-    };
-    match backup(&source, opts).await {
-        Ok(r) => {
-            if args.json {
-                print_json(&r);
-            } else {
-                let m = &r.manifest;
-                println!(
-                    "backup of {} written to {}: {} bytes (dump {} bytes), sha256 {}, LSN {}, \
-                     {}encrypted, {} ms",
-                    m.database,
-                    r.output,
-                    r.file_bytes,
-                    m.dump_bytes,
-                    m.payload_sha256,
-                    m.snapshot_lsn,
-                    if m.encrypted { "" } else { "not " },
-                    r.duration_ms
-                );
-            }
-            let mut report = job_report::BackupReport::from(&r);
-            if let Some(keep) = args.keep {
-                let dir = match Path::new(&r.output).parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                match files::prune(&dir, keep) {
-                    Ok(deleted) => {
-                        for f in deleted {
-                            println!("retention: deleted {}", f.display());
-                            report.pruned.push(f.display().to_string());
-                        }
-                    }
-                    // The backup itself is written: report the pruning failure, still succeed.
-                    Err(e) => eprintln!("retention: pruning {} failed: {e}", dir.display()),
-                }
-            }
-            write_report(args.report.as_deref(), report);
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(
-            Entrypoint::Backup,
-            &args.report,
-            &format!("backup failed: {e}"),
-        ),
-    }
 }
 
 /// Dump `source` into a backup file. See the module documentation.

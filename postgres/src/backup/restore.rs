@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -21,9 +21,8 @@ use super::format::{self, FormatError, Manifest};
 use super::keys::{self, KeyError};
 use crate::compare::snapshot::CONNECT_TIMEOUT;
 use crate::conn::{ConnError, Target};
-use crate::job_report::{Entrypoint, RestoreReport};
+use crate::job_report::RestoreReport;
 use crate::pgbin::client_command_std;
-use crate::report::{fail, print_json, write_report};
 use crate::schema::{quote_ident, SqlContext, SqlError};
 
 /// Errors of `restore`. In every case the target database is as it was.
@@ -79,65 +78,6 @@ pub struct RestoreOutcome {
     pub terminated_sessions: i64,
     /// Wall time.
     pub duration_ms: u64,
-}
-
-/// `restore --input FILE --target B [--identity-file FILE]`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RestoreArgs {
-    /// The backup file, or a directory of scheduled backups (`backup-*.rdb`): its newest is
-    /// restored.
-    #[arg(long)]
-    pub input: PathBuf,
-    /// libpq connection string naming the database to replace (no password in it).
-    #[arg(long)]
-    pub target: String,
-    /// age identity file (age-keygen format) for an encrypted backup.
-    #[arg(long)]
-    pub identity_file: Option<PathBuf>,
-    /// Also write the report as one line of JSON to this file (e.g. /dev/termination-log).
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Run `restore`. Exit 0 restored, 2 error (target untouched).
-pub async fn main(args: RestoreArgs) -> ExitCode {
-    let target = match Target::parse(&args.target) {
-        Ok(t) => t,
-        Err(e) => return fail(Entrypoint::Restore, &args.report, &format!("--target: {e}")),
-    };
-    let opts = RestoreOptions {
-        input: args.input,
-        identity_file: args.identity_file,
-    };
-    match restore(&target, opts).await {
-        Ok(r) => {
-            if args.json {
-                print_json(&r);
-            } else {
-                println!(
-                    "restored {} ({} of {} at LSN {}) into {} via {}; {} sessions terminated; {} ms",
-                    r.input,
-                    r.manifest.database,
-                    r.manifest.created_at,
-                    r.manifest.snapshot_lsn,
-                    r.target,
-                    r.scratch_database,
-                    r.terminated_sessions,
-                    r.duration_ms
-                );
-            }
-            write_report(args.report.as_deref(), RestoreReport::from(&r));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(
-            Entrypoint::Restore,
-            &args.report,
-            &format!("restore failed: {e}"),
-        ),
-    }
 }
 
 impl From<&RestoreOutcome> for RestoreReport {

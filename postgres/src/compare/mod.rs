@@ -5,7 +5,6 @@
 //! Besides table contents, the report lists tables present on one side only, schema
 //! differences (see [`crate::schema::signature`]) and sequences that lag behind.
 
-pub mod cli;
 pub(crate) mod snapshot;
 pub(crate) mod tables;
 
@@ -19,16 +18,13 @@ use crate::schema::{
     diff_signatures, sequences, signature::read_signature, tables::list_tables, SchemaDifference,
     SequenceState, SequenceStatus, SqlError, TableInfo,
 };
-pub use cli::{main, CheckArgs, EXIT_DIFFERENT};
 pub use snapshot::SideError;
 pub(crate) use snapshot::{Side, SideMode};
 pub use tables::TableFigures;
 use tables::{run_pairs, TablePair};
 
 /// How tables are compared.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Method {
     /// Row count per table (the runbook's method): cheap, misses content-only changes.

@@ -1,7 +1,6 @@
 //! `clone`: make an empty data directory a streaming standby of a source member.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::config::Host;
@@ -11,11 +10,11 @@ use super::conf::{
     configure_standby, conninfo_value, missing_or_empty, move_into_place, remove_tree, sibling,
     StandbyConfig,
 };
-use super::{slot_name_for, valid_slot_name, ControlData, MemberError, Secret};
+use super::{valid_slot_name, ControlData, MemberError, Secret};
 use crate::conn::{error_text, Target};
-use crate::job_report::{CloneReport, Entrypoint};
+use crate::job_report::CloneReport;
 use crate::pgbin::server_command;
-use crate::report::{self, elapsed_ms};
+use crate::report::elapsed_ms;
 
 /// How long SQL on the source may take before a clone or rejoin gives up.
 pub(crate) const SOURCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -196,104 +195,4 @@ pub async fn clone(opts: &CloneOptions) -> Result<CloneReport, MemberError> {
         error: None,
         duration_ms: elapsed_ms(started),
     })
-}
-
-/// The arguments of `receiptdb-operator clone` and `rejoin` (see `docs/job-interface.md`):
-/// both make a data directory a standby of the authoritative member. The source's password
-/// comes from `PGPASSWORD` or the passfile; the replication password from
-/// `RECEIPTDB_REPLICATION_PASSWORD` (or a passfile entry for the `replication` database).
-#[derive(Debug, Clone, clap::Args)]
-pub struct StandbyArgs {
-    /// The member's data directory: for clone, to create (missing or empty); for rejoin, the
-    /// stale member's (its server stopped).
-    #[arg(long, env = "PGDATA")]
-    pub pgdata: PathBuf,
-    /// libpq connection string of the authoritative member, as a superuser (no password in it).
-    #[arg(long)]
-    pub source: String,
-    /// Replication slot on the source (default: derived from --application-name).
-    #[arg(long)]
-    pub slot: Option<String>,
-    /// The port the new member listens on.
-    #[arg(long, default_value_t = 5432)]
-    pub port: u16,
-    #[arg(long, default_value = "replicator")]
-    pub replication_user: String,
-    /// The standby's application_name (the member name).
-    #[arg(long, default_value = "standby")]
-    pub application_name: String,
-    /// Skip fsync (throwaway clusters only: tests, local scenarios).
-    #[arg(long)]
-    pub no_sync: bool,
-    /// Also write the report as one line of JSON to this file.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Print the report as JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `receiptdb-operator clone`.
-pub type CloneArgs = StandbyArgs;
-
-/// Build [`CloneOptions`] from arguments and the environment.
-pub(crate) fn options_from_args(args: &StandbyArgs) -> Result<CloneOptions, MemberError> {
-    let StandbyArgs {
-        pgdata,
-        slot,
-        port,
-        replication_user,
-        application_name,
-        no_sync,
-        ..
-    } = args;
-    let (port, no_sync) = (*port, *no_sync);
-    let source = Target::parse(&args.source)?;
-    let (host, src_port) = host_port(&source);
-    Ok(CloneOptions {
-        pgdata: pgdata.to_path_buf(),
-        slot: slot
-            .clone()
-            .unwrap_or_else(|| slot_name_for(application_name)),
-        port,
-        replication_user: replication_user.to_string(),
-        replication_password: super::replication_password_from_env(
-            &host,
-            src_port,
-            replication_user,
-        )?,
-        application_name: application_name.to_string(),
-        no_sync,
-        source,
-    })
-}
-
-/// Run `clone` from the command line: exit 0 on success, 2 on error.
-pub async fn main(args: CloneArgs) -> ExitCode {
-    let started = Instant::now();
-    let result = async {
-        let opts = options_from_args(&args)?;
-        clone(&opts).await
-    }
-    .await;
-    report::finish(
-        Entrypoint::Clone,
-        result,
-        |error| CloneReport {
-            ok: false,
-            pgdata: args.pgdata.display().to_string(),
-            application_name: args.application_name.clone(),
-            error: Some(error),
-            duration_ms: elapsed_ms(started),
-            ..Default::default()
-        },
-        args.report.as_deref(),
-        args.json,
-        |rep| {
-            println!(
-                "clone: {} is now a standby of {} (slot {}, application_name {}) in {} ms",
-                rep.pgdata, rep.source, rep.slot, rep.application_name, rep.duration_ms
-            )
-        },
-    )
 }

@@ -1,7 +1,6 @@
 //! `initdb`: create a member's data directory, ready to run as the first primary.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 
 use super::cmd::{prepare, run};
@@ -12,9 +11,9 @@ use super::conf::{
 use super::server::{PrivateServer, CONNECT_TIMEOUT};
 use super::{ControlData, MemberError, Secret};
 use crate::conn::error_text;
-use crate::job_report::{Entrypoint, InitdbReport};
+use crate::job_report::InitdbReport;
 use crate::pgbin::{hand_to_postgres, server_command};
-use crate::report::{self, elapsed_ms};
+use crate::report::elapsed_ms;
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -230,118 +229,12 @@ async fn bootstrap(opts: &InitdbOptions, server: &PrivateServer) -> Result<(), M
     Ok(())
 }
 
-/// `receiptdb-operator initdb`: see `docs/job-interface.md`. Passwords come from
-/// `RECEIPTDB_SUPERUSER_PASSWORD` and `RECEIPTDB_REPLICATION_PASSWORD`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InitdbArgs {
-    /// The data directory to create.
-    #[arg(long, env = "PGDATA")]
-    pub pgdata: PathBuf,
-    /// The application database to create.
-    #[arg(long, default_value = "receipts")]
-    pub database: String,
-    /// The port the member listens on.
-    #[arg(long, default_value_t = 5432)]
-    pub port: u16,
-    /// The superuser's name.
-    #[arg(long, default_value = "postgres")]
-    pub superuser: String,
-    /// The role standbys stream as.
-    #[arg(long, default_value = "replicator")]
-    pub replication_user: String,
-    /// initdb's locale.
-    #[arg(long, default_value = "C.UTF-8")]
-    pub locale: String,
-    /// A postgresql.conf setting, NAME=VALUE (repeatable; after the operator's defaults).
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
-    pub settings: Vec<(String, String)>,
-    /// Skip fsync (throwaway clusters only: tests, local scenarios).
-    #[arg(long)]
-    pub no_sync: bool,
-    /// Also write the report as one line of JSON to this file.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Print the report as JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Parse `NAME=VALUE`.
-pub fn parse_setting(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))?;
-    Ok((k.trim().to_string(), v.trim().to_string()))
-}
-
-fn env_secret(name: &str) -> Result<Secret, MemberError> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-        _ => Err(MemberError::Config(format!("{name} is not set"))),
-    }
-}
-
-/// Run `initdb` from the command line: exit 0 on success (also when already initialized), 2 on
-/// error.
-pub async fn main(args: InitdbArgs) -> ExitCode {
-    let started = Instant::now();
-    let result = async {
-        let opts = InitdbOptions {
-            pgdata: args.pgdata.clone(),
-            database: args.database.clone(),
-            port: args.port,
-            superuser: args.superuser.clone(),
-            superuser_password: env_secret("RECEIPTDB_SUPERUSER_PASSWORD")?,
-            replication_user: args.replication_user.clone(),
-            replication_password: env_secret("RECEIPTDB_REPLICATION_PASSWORD")?,
-            locale: args.locale.clone(),
-            settings: args.settings.clone(),
-            no_sync: args.no_sync,
-        };
-        initdb(&opts).await
-    }
-    .await;
-    report::finish(
-        Entrypoint::Initdb,
-        result,
-        |error| InitdbReport {
-            ok: false,
-            initialized: false,
-            pgdata: args.pgdata.display().to_string(),
-            system_identifier: None,
-            database: None,
-            error: Some(error),
-            duration_ms: elapsed_ms(started),
-        },
-        args.report.as_deref(),
-        args.json,
-        |rep| {
-            if rep.initialized {
-                println!(
-                    "initdb: initialized {} (system {}, database {:?}) in {} ms",
-                    rep.pgdata,
-                    rep.system_identifier.as_deref().unwrap_or("?"),
-                    args.database,
-                    rep.duration_ms
-                );
-            } else {
-                println!("initdb: {} is already initialized; left alone", rep.pgdata);
-            }
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn settings_parse_and_last_wins() {
-        assert_eq!(
-            parse_setting("fsync=off").unwrap(),
-            ("fsync".into(), "off".into())
-        );
-        assert!(parse_setting("fsync").is_err());
+    fn last_wins_and_identifiers() {
         let s = last_wins(vec![
             ("a".into(), "1".into()),
             ("B".into(), "2".into()),

@@ -3,8 +3,9 @@
 //! member ([`rejoin()`]), with pg_rewind and a fresh clone as fallback.
 //!
 //! These run in the operator's Jobs (the `initdb`, `clone` and `rejoin` subcommands, see
-//! `docs/job-interface.md`) while the member's server is stopped, and by hand. Server-side
-//! programs run as the `postgres` user when this process is root (tests, local scenarios).
+//! [`crate::cli`] and `docs/job-interface.md`) while the member's server is stopped, and by
+//! hand. Server-side programs run as the `postgres` user when this process is root (tests,
+//! local scenarios).
 //!
 //! Staging: `initdb` and `clone` build the new directory beside the data directory
 //! (`<pgdata>.initdb`, `<pgdata>.clone`) and rename it into place only when complete, so a data
@@ -13,6 +14,7 @@
 mod cmd;
 mod conf;
 mod controldata;
+mod rejoin_plan;
 mod server;
 mod timeline;
 
@@ -22,11 +24,12 @@ pub mod rejoin;
 
 use std::path::PathBuf;
 
-pub use clone::{clone, CloneArgs, CloneOptions, StandbyArgs};
+pub(crate) use clone::host_port;
+pub use clone::{clone, CloneOptions};
 pub use conf::{passfile_path, DEFAULT_SETTINGS};
 pub use controldata::ControlData;
-pub use initdb::{initdb, InitdbArgs, InitdbOptions};
-pub use rejoin::{rejoin, RejoinArgs, RejoinOptions};
+pub use initdb::{initdb, InitdbOptions};
+pub use rejoin::{rejoin, RejoinOptions};
 
 use crate::actions::ActionError;
 use crate::conn::ConnError;

@@ -3,53 +3,38 @@
 //! report of what the stale member had that the authoritative one lacks.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use super::clone::{clone, host_port, options_from_args, sql_err, CloneOptions, SOURCE_TIMEOUT};
+use super::clone::{clone, host_port, sql_err, CloneOptions, SOURCE_TIMEOUT};
 use super::cmd::{prepare, run_any, tail, with_password};
 use super::conf::{
     configure_standby, conninfo_value, missing_or_empty, move_into_place, remove_tree, sibling,
 };
-use super::controldata::{end_of_wal, walfile_name};
+use super::controldata::end_of_wal;
+use super::rejoin_plan::{fork_segment, plan, RejoinFacts, SourceFacts, StaleFacts};
 use super::server::is_running;
-use super::timeline::{ancestry, diverge, parse_history, Divergence};
+use super::timeline::parse_history;
 use super::{valid_slot_name, ControlData, MemberError};
-use crate::actions::Lsn;
 use crate::conn::Target;
-use crate::job_report::{Entrypoint, Lost, RejoinMethod, RejoinReport};
+use crate::job_report::{RejoinMethod, RejoinReport};
 use crate::pgbin::server_command;
-use crate::report::{self, elapsed_ms};
+use crate::report::elapsed_ms;
 
 /// Rejoin takes the same options as [`clone()`] (it may fall back to one).
 pub type RejoinOptions = CloneOptions;
-
-/// The authoritative member as seen over SQL, after a CHECKPOINT.
-struct SourceState {
-    system_identifier: String,
-    timeline: u32,
-    lsn: Lsn,
-    segment_size: u64,
-    history: Vec<(u32, Lsn)>,
-}
-
-/// The plan after analysis.
-enum Plan {
-    Rewind,
-    Reconfigure,
-    Clone,
-}
 
 /// Re-align the stopped member at `opts.pgdata` as a standby of `opts.source`.
 ///
 /// 1. Refuses if a server runs on the data directory.
 /// 2. `CHECKPOINT` on the source, so its control file shows its current timeline (else pg_rewind
 ///    wrongly finds "no rewind required" right after a promotion).
-/// 3. Analysis, before anything is changed: the stale member's timeline and end of WAL
-///    (pg_controldata, pg_waldump), the fork point from both timeline histories, and the WAL
-///    past the fork that re-alignment discards ([`Lost`]).
+/// 3. Analysis, before anything is changed: the facts (the stale member's timeline and end of
+///    WAL from pg_controldata and pg_waldump, both timeline histories, whether the source still
+///    has WAL from the fork point), then the plan decided from them alone
+///    (`member/rejoin_plan.rs`): the method, the fork point, and the WAL past the fork that
+///    re-alignment discards ([`Lost`](crate::job_report::Lost)).
 /// 4. No divergence: write the standby settings only ([`RejoinMethod::None`]). Divergence:
 ///    pg_rewind (the source must still hold WAL from the fork point; the standby's slot is
 ///    created on the source first), then the standby settings (pg_rewind copied the source's
@@ -99,19 +84,8 @@ pub async fn rejoin(opts: &RejoinOptions) -> Result<RejoinReport, MemberError> {
         ..Default::default()
     };
     let client = opts.source.connect(SOURCE_TIMEOUT).await?;
-    let src = read_source(&client, &opts.source).await?;
-    rep.source_system_identifier = Some(src.system_identifier.clone());
-    rep.source_timeline = Some(src.timeline);
-    rep.source_lsn = Some(src.lsn);
-
-    let (mut plan, reason) = match analyzed {
-        None => (Plan::Clone, "no data directory to rewind".to_string()),
-        Some(dir) => analyze(dir, &src, &client, &opts.source, &mut rep).await?,
-    };
-    if !have_pgdata {
-        plan = Plan::Clone;
-    }
-    rep.reason = reason;
+    let facts = gather(analyzed, have_pgdata, &client, &opts.source).await?;
+    let mut method = record_analysis(&mut rep, facts);
     tracing::info!(
         reason = %rep.reason,
         lost_bytes = rep.lost.bytes,
@@ -119,15 +93,15 @@ pub async fn rejoin(opts: &RejoinOptions) -> Result<RejoinReport, MemberError> {
         "rejoin analysis"
     );
 
-    if matches!(plan, Plan::Rewind | Plan::Reconfigure) {
+    if matches!(method, RejoinMethod::Rewind | RejoinMethod::None) {
         ensure_slot(&client, &opts.source, &opts.slot).await?;
     }
-    if let Plan::Rewind = plan {
+    if method == RejoinMethod::Rewind {
         match rewind(opts).await {
             Ok(said) => {
                 rep.rewind_says = said.diverged;
                 if said.no_rewind_required {
-                    plan = Plan::Clone;
+                    method = RejoinMethod::Clone;
                     rep.reason = format!(
                         "{}; but pg_rewind found no rewind required, which contradicts the analysis: cloning instead",
                         rep.reason
@@ -135,32 +109,71 @@ pub async fn rejoin(opts: &RejoinOptions) -> Result<RejoinReport, MemberError> {
                 }
             }
             Err(e) => {
-                plan = Plan::Clone;
+                method = RejoinMethod::Clone;
                 rep.reason = format!("pg_rewind failed, cloning instead: {e}");
             }
         }
     }
     drop(client);
-    match plan {
-        Plan::Rewind | Plan::Reconfigure => {
+    match method {
+        RejoinMethod::Rewind | RejoinMethod::None => {
             configure_standby(pgdata, pgdata, &opts.standby_config())?;
-            rep.method = Some(if matches!(plan, Plan::Rewind) {
-                RejoinMethod::Rewind
-            } else {
-                RejoinMethod::None
-            });
             remove_tree(&stale_dir)?;
         }
-        Plan::Clone => {
-            clone_fallback(opts, have_pgdata, &stale_dir).await?;
-            rep.method = Some(RejoinMethod::Clone);
-        }
+        RejoinMethod::Clone => clone_fallback(opts, have_pgdata, &stale_dir).await?,
     }
+    rep.method = Some(method);
     rep.duration_ms = elapsed_ms(started);
     Ok(rep)
 }
 
-async fn read_source(client: &Client, source: &Target) -> Result<SourceState, MemberError> {
+/// Decide from `facts`; the facts and the plan go into the report, the method is returned.
+fn record_analysis(rep: &mut RejoinReport, facts: RejoinFacts) -> RejoinMethod {
+    let decided = plan(&facts);
+    rep.source_system_identifier = Some(facts.source.system_identifier);
+    rep.source_timeline = Some(facts.source.timeline);
+    rep.source_lsn = Some(facts.source.lsn);
+    if let Some(stale) = facts.stale {
+        rep.stale_system_identifier = Some(stale.system_identifier);
+        rep.stale_state = Some(stale.state);
+        rep.stale_timeline = Some(stale.timeline);
+        rep.stale_end_of_wal = Some(stale.end_of_wal);
+    }
+    rep.reason = decided.reason;
+    rep.fork_timeline = decided.fork_timeline;
+    rep.fork_point = decided.fork_point;
+    rep.lost = decided.lost;
+    decided.method
+}
+
+/// The facts the plan rests on: the source over SQL, the directory `dir` (the data directory,
+/// else `<pgdata>.stale`) on disk, and, when they forked, whether the source still has WAL from
+/// the fork point.
+async fn gather(
+    dir: Option<&Path>,
+    in_place: bool,
+    client: &Client,
+    source: &Target,
+) -> Result<RejoinFacts, MemberError> {
+    let src = read_source(client, source).await?;
+    let stale = match dir {
+        Some(dir) => Some(read_stale(dir).await?),
+        None => None,
+    };
+    let source_has_fork_wal = match stale.as_ref().and_then(|s| fork_segment(s, &src)) {
+        Some(segment) => has_wal_segment(client, source, &segment).await?,
+        None => true,
+    };
+    Ok(RejoinFacts {
+        in_place,
+        stale,
+        source: src,
+        source_has_fork_wal,
+    })
+}
+
+/// The authoritative member after a `CHECKPOINT` (so its control file shows its timeline).
+async fn read_source(client: &Client, source: &Target) -> Result<SourceFacts, MemberError> {
     client
         .batch_execute("CHECKPOINT")
         .await
@@ -197,7 +210,7 @@ async fn read_source(client: &Client, source: &Target) -> Result<SourceState, Me
     } else {
         Vec::new()
     };
-    Ok(SourceState {
+    Ok(SourceFacts {
         system_identifier: row.get(0),
         lsn: row
             .get::<_, Option<String>>(1)
@@ -209,19 +222,11 @@ async fn read_source(client: &Client, source: &Target) -> Result<SourceState, Me
     })
 }
 
-/// Analyze the stale directory against the source; fills the report's stale/fork/lost fields.
-async fn analyze(
-    dir: &Path,
-    src: &SourceState,
-    client: &Client,
-    source: &Target,
-    rep: &mut RejoinReport,
-) -> Result<(Plan, String), MemberError> {
+/// What the stopped directory `dir` says about itself: control data, timeline history, and the
+/// true end of its WAL.
+async fn read_stale(dir: &Path) -> Result<StaleFacts, MemberError> {
     let cd = ControlData::read(dir).await?;
     let tli = cd.timeline();
-    rep.stale_system_identifier = Some(cd.system_identifier.clone());
-    rep.stale_state = Some(cd.state.clone());
-    rep.stale_timeline = Some(tli);
     let history = if tli > 1 {
         let file = dir.join("pg_wal").join(format!("{tli:08X}.history"));
         std::fs::read_to_string(&file)
@@ -242,95 +247,30 @@ async fn analyze(
     let end = end_of_wal(dir, tli, start, cd.wal_segment_size)
         .await?
         .unwrap_or(cd.checkpoint.max(cd.min_recovery_end));
-    rep.stale_end_of_wal = Some(end);
+    Ok(StaleFacts {
+        system_identifier: cd.system_identifier,
+        state: cd.state,
+        timeline: tli,
+        history,
+        end_of_wal: end,
+    })
+}
 
-    if cd.system_identifier != src.system_identifier {
-        return Ok((
-            Plan::Clone,
-            format!(
-                "different system identifier ({} here, {} on the source): not a copy of it",
-                cd.system_identifier, src.system_identifier
-            ),
-        ));
-    }
-    let divergence = diverge(
-        &ancestry(&history, tli),
-        &ancestry(&src.history, src.timeline),
-    );
-    match divergence {
-        Divergence::NoCommonHistory => Ok((
-            Plan::Clone,
-            format!(
-                "no timeline in common (here {tli}, source {})",
-                src.timeline
-            ),
-        )),
-        Divergence::SameTimeline => {
-            if end > src.lsn {
-                rep.lost = Lost {
-                    from: Some(src.lsn),
-                    to: Some(end),
-                    bytes: end.bytes_since(src.lsn),
-                };
-                Ok((
-                    Plan::Clone,
-                    format!(
-                        "ahead of the source on the same timeline {tli} ({end} > {})",
-                        src.lsn
-                    ),
-                ))
-            } else {
-                Ok((
-                    Plan::Reconfigure,
-                    format!("same timeline {tli}, at or behind the source"),
-                ))
-            }
-        }
-        Divergence::Forked {
-            tli: common,
-            at,
-            source_next,
-        } => {
-            rep.fork_timeline = Some(common);
-            rep.fork_point = Some(at);
-            if end > at {
-                rep.lost = Lost {
-                    from: Some(at),
-                    to: Some(end),
-                    bytes: end.bytes_since(at),
-                };
-            }
-            // The re-aligned standby needs the source's WAL from the fork point on.
-            let needed = walfile_name(source_next.unwrap_or(common), at, src.segment_size);
-            let present: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_ls_waldir() WHERE name = $1",
-                    &[&needed],
-                )
-                .await
-                .map_err(sql_err(source, "list the source's WAL"))?
-                .get(0);
-            if present == 0 {
-                return Ok((
-                    Plan::Clone,
-                    format!("the source no longer has WAL from the fork point {at} (segment {needed} is gone)"),
-                ));
-            }
-            if end > at {
-                Ok((
-                    Plan::Rewind,
-                    format!("diverged from timeline {common} at {at}; WAL here ends at {end}"),
-                ))
-            } else {
-                Ok((
-                    Plan::Reconfigure,
-                    format!(
-                        "WAL here ends at {end}, not past the fork point {at}: nothing to rewind"
-                    ),
-                ))
-            }
-        }
-    }
+/// Whether the source's `pg_wal` still holds `segment`.
+async fn has_wal_segment(
+    client: &Client,
+    source: &Target,
+    segment: &str,
+) -> Result<bool, MemberError> {
+    let present: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_ls_waldir() WHERE name = $1",
+            &[&segment],
+        )
+        .await
+        .map_err(sql_err(source, "list the source's WAL"))?
+        .get(0);
+    Ok(present > 0)
 }
 
 /// Create the standby's slot on the source when missing (pg_rewind does not copy slots); an
@@ -436,46 +376,4 @@ async fn clone_fallback(
             Err(e)
         }
     }
-}
-
-/// `receiptdb-operator rejoin`: see `docs/job-interface.md`. Passwords as for `clone`.
-pub type RejoinArgs = super::clone::StandbyArgs;
-
-/// Run `rejoin` from the command line: exit 0 on success, 2 on error.
-pub async fn main(args: RejoinArgs) -> ExitCode {
-    let started = Instant::now();
-    let result = async {
-        let opts = options_from_args(&args)?;
-        rejoin(&opts).await
-    }
-    .await;
-    report::finish(
-        Entrypoint::Rejoin,
-        result,
-        |error| RejoinReport {
-            ok: false,
-            pgdata: args.pgdata.display().to_string(),
-            application_name: args.application_name.clone(),
-            error: Some(error),
-            duration_ms: elapsed_ms(started),
-            ..Default::default()
-        },
-        args.report.as_deref(),
-        args.json,
-        |rep| {
-            let method = rep.method.unwrap_or(RejoinMethod::None).as_str();
-            println!(
-                "rejoin: {} is a standby of {} (method {method}: {})",
-                rep.pgdata, rep.source, rep.reason
-            );
-            match (rep.lost.from, rep.lost.to) {
-                (Some(from), Some(to)) if rep.lost.bytes > 0 => println!(
-                    "rejoin: discarded {} bytes of WAL the source never had: {from} .. {to} on timeline {}",
-                    rep.lost.bytes,
-                    rep.stale_timeline.unwrap_or(0)
-                ),
-                _ => println!("rejoin: nothing was lost (no WAL past the fork point)"),
-            }
-        },
-    )
 }

@@ -4,10 +4,11 @@
 //! 1. Open the source read-only at an exported snapshot, and the target in a read-write
 //!    transaction that locks every user table in SHARE mode (writers wait until commit).
 //! 2. Compare (unless `force`): schema signature, sequences, and per-table counts or checksums.
-//! 3. Plan: nothing; reload the differing tables ([`SyncMode::Tables`]); or, when the schemas
-//!    differ or `force` is given, rebuild ([`SyncMode::Rebuild`]): drop the target's user
-//!    schemas and replay the source's `pg_dump --schema-only` (pre-data), load every table,
-//!    replay the post-data section (indexes, constraints, foreign keys, triggers).
+//! 3. Plan (from the comparison alone, `sync/mode.rs`): nothing; reload the differing tables
+//!    ([`SyncMode::Tables`]); or, when the schemas differ or `force` is given, rebuild
+//!    ([`SyncMode::Rebuild`]): drop the target's user schemas and replay the source's
+//!    `pg_dump --schema-only` (pre-data), load every table, replay the post-data section
+//!    (indexes, constraints, foreign keys, triggers).
 //! 4. Load with `session_replication_role = replica` (user triggers and foreign-key triggers
 //!    do not fire; `ENABLE ALWAYS`/`ENABLE REPLICA` triggers still would), TRUNCATE + COPY,
 //!    foreign keys that reference reloaded tables dropped and re-created (so validated), the
@@ -18,10 +19,10 @@
 //! 6. COMMIT. Any failure before that (a server killed, a lost connection, a constraint that
 //!    does not hold) rolls the whole target transaction back: the target is as it was.
 
-pub mod cli;
 pub(crate) mod copy;
 pub(crate) mod ddl;
 pub(crate) mod dump;
+mod mode;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,9 +35,10 @@ use crate::compare::{
 use crate::conn::Target;
 use crate::report::elapsed_ms;
 use crate::schema::{sequences, SqlContext, SqlError, TableInfo};
-pub use cli::{main, SyncArgs};
 pub use copy::TableCopy;
 pub use dump::DumpError;
+pub use mode::SyncMode;
+use mode::{choose_mode, SyncPlan};
 
 /// A progress line sink (the CLI prints them; the controller may log them).
 pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
@@ -73,18 +75,6 @@ impl std::fmt::Debug for SyncOptions {
             .field("jobs", &self.jobs)
             .finish()
     }
-}
-
-/// What a sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SyncMode {
-    /// Already equal: nothing written.
-    Nothing,
-    /// Only differing tables (and sequences) reloaded.
-    Tables,
-    /// Schema replaced from the source and every table loaded.
-    Rebuild,
 }
 
 /// Errors of a sync. In every case the target transaction was rolled back.
@@ -204,39 +194,17 @@ pub async fn sync(
     tgt.release_workers().await?;
     let report = &compared.report;
 
-    let (mode, reason, tables): (SyncMode, String, Vec<&TableInfo>) = if opts.force {
-        (
-            SyncMode::Rebuild,
-            "forced".into(),
-            compared.source_tables.iter().collect(),
-        )
-    } else if !report.schema_differences.is_empty() {
-        let reason = format!("{} schema differences", report.schema_differences.len());
-        (
-            SyncMode::Rebuild,
-            reason,
-            compared.source_tables.iter().collect(),
-        )
-    } else {
-        let differing = report.differing_tables();
-        let tables: Vec<&TableInfo> = compared
-            .source_tables
-            .iter()
-            .filter(|t| differing.contains(&t.key()))
-            .collect();
-        let seq_differ = !report.sequences.is_empty();
-        if tables.is_empty() && !seq_differ {
-            (SyncMode::Nothing, "equal".into(), tables)
-        } else {
-            let reason = format!(
-                "{} of {} tables differ, {} sequences differ",
-                tables.len(),
-                report.tables.len(),
-                report.sequences.len()
-            );
-            (SyncMode::Tables, reason, tables)
-        }
-    };
+    let source_keys: Vec<String> = compared.source_tables.iter().map(|t| t.key()).collect();
+    let SyncPlan {
+        mode,
+        reason,
+        tables,
+    } = choose_mode(opts.force, report, &source_keys);
+    let tables: Vec<&TableInfo> = compared
+        .source_tables
+        .iter()
+        .filter(|t| tables.contains(&t.key()))
+        .collect();
     say(&opts, &format!("plan: {mode:?} ({reason})"));
 
     let main = &tgt.main;

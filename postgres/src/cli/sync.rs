@@ -1,28 +1,30 @@
-//! The `sync` entrypoint: the runbook's `jma-dbsync.sh`, with its log lines.
+//! `sync`: re-align a target database to a source from the command line (see [`crate::sync`]),
+//! with the runbook's log lines (`jma-dbsync.sh`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{sync, SyncOptions, SyncOutcome};
-use crate::compare::cli::parse_pair;
+use super::args::{Connections, Reporting, LAST};
+use super::finish::{finish, Done};
 use crate::compare::Method;
-use crate::job_report::{Entrypoint, SyncReport};
-use crate::report::{fail, print_json, write_report};
+use crate::job_report::{Entrypoint, JobReport, SyncReport};
+use crate::sync::{self, Progress, SyncOptions, SyncOutcome};
 
 /// `sync --source A --target B [--method counts|checksums] [--force] [-v] [--json]`: re-align
 /// the target to the source; only differing tables are copied unless `--force`. Exit 0 done
 /// (or nothing to do), 2 error (the target is then unchanged). Passwords: `PGPASSWORD` (both
 /// servers) or a passfile (`PGPASSFILE`, one line per server for two passwords).
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    mut_arg("source", |a| a.help("libpq connection string of the authoritative database (no password in it)")),
+    mut_arg("target", |a| a.help("libpq connection string of the database to overwrite")),
+    mut_arg("json", |a| a.help("Print the report as JSON on stdout (log lines go to stderr)")),
+    mut_arg("report", |a| a.display_order(LAST)),
+)]
 pub struct SyncArgs {
-    /// libpq connection string of the authoritative database (no password in it).
-    #[arg(long)]
-    pub source: String,
-    /// libpq connection string of the database to overwrite.
-    #[arg(long)]
-    pub target: String,
+    #[command(flatten)]
+    pub connections: Connections,
     /// How to find differing tables.
     #[arg(long, value_enum, default_value_t = Method::Checksums)]
     pub method: Method,
@@ -32,15 +34,11 @@ pub struct SyncArgs {
     /// Print every step.
     #[arg(short, long)]
     pub verbose: bool,
-    /// Print the report as JSON on stdout (log lines go to stderr).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub reporting: Reporting,
     /// Tables compared at once (each uses one connection per server).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
-    /// Also write the report as one line of JSON to this file (e.g. /dev/termination-log).
-    #[arg(long)]
-    pub report: Option<PathBuf>,
 }
 
 fn stamp() -> String {
@@ -48,18 +46,21 @@ fn stamp() -> String {
 }
 
 /// `HH:MM:SS`, as the runbook prints the processing time.
-pub fn hhmmss(secs: u64) -> String {
+fn hhmmss(secs: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// Run `sync`.
-pub async fn main(args: SyncArgs) -> ExitCode {
-    let (source, target) =
-        match parse_pair(Entrypoint::Sync, &args.source, &args.target, &args.report) {
-            Ok(p) => p,
-            Err(code) => return code,
-        };
-    let json = args.json;
+/// Run `sync`: exit 0 done (or nothing to do), 2 error.
+pub async fn sync(args: SyncArgs) -> ExitCode {
+    let (source, target) = match args.connections.parse() {
+        Ok(pair) => pair,
+        Err(e) => {
+            let failed = JobReport::failed(Entrypoint::Sync, e);
+            return finish(&args.reporting, Err(failed));
+        }
+    };
+    // The runbook's lines go to stdout, or to stderr when stdout carries the JSON.
+    let json = args.reporting.json;
     let log = move |line: &str| {
         if json {
             eprintln!("{line}");
@@ -68,7 +69,7 @@ pub async fn main(args: SyncArgs) -> ExitCode {
         }
     };
     let verbose = args.verbose;
-    let progress: super::Progress = Arc::new(move |line: &str| {
+    let progress: Progress = Arc::new(move |line: &str| {
         if verbose {
             log(&format!("{} {line}", stamp()));
         }
@@ -81,58 +82,57 @@ pub async fn main(args: SyncArgs) -> ExitCode {
     };
     let started = Instant::now();
     log(&format!("{} Synchronous begin.", stamp()));
-    let result = sync(&source, &target, opts).await;
+    let result = sync::sync(&source, &target, opts).await;
     let elapsed = hhmmss(started.elapsed().as_secs());
-    match result {
-        Ok(report) => {
+    let outcome = match result {
+        Ok(r) => {
             log("Success all sync");
             log(&format!(
                 "{} Synchronous end. processing time {elapsed}",
                 stamp()
             ));
-            if json {
-                print_json(&report);
-            } else {
-                print_human(&report);
-            }
-            write_report(args.report.as_deref(), SyncReport::from(&report));
-            ExitCode::SUCCESS
+            Ok(Done::full(SyncReport::from(&r), &r, text(&r)))
         }
         Err(e) => {
             log(&format!(
                 "{} Synchronous failed. processing time {elapsed}",
                 stamp()
             ));
-            fail(Entrypoint::Sync, &args.report, &format!("sync failed: {e}"))
+            let failed = JobReport::failed(Entrypoint::Sync, format!("sync failed: {e}"));
+            Err(failed)
         }
-    }
+    };
+    finish(&args.reporting, outcome)
 }
 
-fn print_human(r: &SyncOutcome) {
-    println!("source: {} (LSN {})", r.source, r.source_lsn);
-    println!("target: {}", r.target);
+/// What was compared, copied and set, for a person.
+fn text(r: &SyncOutcome) -> String {
+    let mut out = vec![
+        format!("source: {} (LSN {})", r.source, r.source_lsn),
+        format!("target: {}", r.target),
+    ];
     if let Some(c) = &r.comparison {
-        println!(
+        out.push(format!(
             "compared {} tables ({:?}) in {} ms: {} differ, {} schema differences",
             c.summary.tables_compared,
             r.method,
             r.durations.compare_ms,
             c.summary.tables_differing,
             c.summary.schema_differences
-        );
+        ));
     }
-    println!("action: {:?} ({})", r.mode, r.reason);
+    out.push(format!("action: {:?} ({})", r.mode, r.reason));
     for t in &r.tables {
-        println!(
+        out.push(format!(
             "  {}: {} rows, {} bytes, {} in {} ms",
             t.table, t.rows, t.bytes, t.format, t.duration_ms
-        );
+        ));
     }
     if !r.sequences_set.is_empty() {
-        println!("sequences set: {}", r.sequences_set.join(", "));
+        out.push(format!("sequences set: {}", r.sequences_set.join(", ")));
     }
     let d = &r.durations;
-    println!(
+    out.push(format!(
         "copied {} tables, {} rows, {} bytes; open {} ms, compare {} ms, schema {} ms, \
          copy {} ms, commit {} ms, total {} ms",
         r.tables.len(),
@@ -144,7 +144,8 @@ fn print_human(r: &SyncOutcome) {
         d.copy_ms,
         d.commit_ms,
         d.total_ms
-    );
+    ));
+    out.join("\n")
 }
 
 #[cfg(test)]
