@@ -145,6 +145,8 @@ mod tests {
                     sequence: "public.s".into(),
                     source_next: Some(10),
                     target_next: Some(5),
+                    source_state: (9, true),
+                    target_state: Some((5, false)),
                     status,
                 })
                 .collect(),
@@ -163,7 +165,7 @@ mod tests {
 
     #[test]
     fn sync_modes() {
-        use SequenceStatus::{TargetAhead, TargetBehind};
+        use SequenceStatus::{StateDiffers, TargetAhead, TargetBehind};
         let only_in_source = CompareReport {
             only_in_source: keys(&["public.d"]),
             ..comparison(true, &[], &["table \"public\".\"d\""], &[])
@@ -223,6 +225,16 @@ mod tests {
                 "only a sequence differs, ahead on the target (harmless to check): no table to load",
                 false,
                 comparison(true, &[], &[], &[TargetAhead]),
+                want(
+                    SyncMode::Tables,
+                    "0 of 3 tables differ, 1 sequences differ",
+                    &[],
+                ),
+            ),
+            (
+                "a sequence with the same next value in another state: set to the source's",
+                false,
+                comparison(true, &[], &[], &[StateDiffers]),
                 want(
                     SyncMode::Tables,
                     "0 of 3 tables differ, 1 sequences differ",
