@@ -117,3 +117,47 @@ async fn member_rejoin_clones_a_different_system() {
     assert_eq!(pa.system_identifier, pc.system_identifier);
     assert_eq!(count(&c, "postgres", "t").await, 1);
 }
+
+/// A standby that stayed away while the primary removed the WAL it would resume from (its slot
+/// dropped or invalidated past `max_slot_wal_keep_size`): keeping its data would leave it
+/// waiting for a removed segment forever, so rejoin clones it.
+#[tokio::test]
+async fn member_rejoin_clones_a_standby_whose_resume_wal_was_removed() {
+    let a = primary().await;
+    a.client("postgres")
+        .await
+        .batch_execute("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')")
+        .await
+        .unwrap();
+    let b = standby(&a, "secondary").await;
+    wait_in_sync(&a.target("postgres"), &b.target("postgres"), "secondary").await;
+    b.stop("fast");
+
+    // a goes on without it, and nothing holds the WAL b would need.
+    let ac = a.client("postgres").await;
+    for sql in [
+        "SELECT pg_drop_replication_slot('secondary')",
+        "ALTER SYSTEM SET wal_keep_size = 0",
+        "SELECT pg_reload_conf()",
+    ] {
+        ac.batch_execute(sql).await.unwrap();
+    }
+    for _ in 0..2 {
+        for _ in 0..3 {
+            ac.batch_execute("INSERT INTO t VALUES ('while away'); SELECT pg_switch_wal()")
+                .await
+                .unwrap();
+        }
+        ac.batch_execute("CHECKPOINT").await.unwrap();
+    }
+
+    let rep = member::rejoin(&rejoin_options(&b, &a, "secondary"))
+        .await
+        .expect("rejoin");
+    assert_eq!(rep.method, Some(RejoinMethod::Clone), "{rep:?}");
+    assert!(rep.reason.contains("would resume from"), "{}", rep.reason);
+    assert_eq!(rep.lost.bytes, 0, "a standby behind loses nothing: {rep:?}");
+    b.pg_ctl_start();
+    wait_in_sync(&a.target("postgres"), &b.target("postgres"), "secondary").await;
+    assert_eq!(count(&b, "postgres", "t").await, 7);
+}

@@ -13,7 +13,9 @@ use super::conf::{
     configure_standby, conninfo_value, missing_or_empty, move_into_place, remove_tree, sibling,
 };
 use super::controldata::end_of_wal;
-use super::rejoin_plan::{fork_segment, plan, RejoinFacts, SourceFacts, StaleFacts};
+use super::rejoin_plan::{
+    fork_segment, plan, resume_segment, RejoinFacts, SourceFacts, StaleFacts,
+};
 use super::server::is_running;
 use super::timeline::parse_history;
 use super::{valid_slot_name, ControlData, MemberError};
@@ -164,11 +166,16 @@ async fn gather(
         Some(segment) => has_wal_segment(client, source, &segment).await?,
         None => true,
     };
+    let source_has_resume_wal = match stale.as_ref().and_then(|s| resume_segment(s, &src)) {
+        Some(segment) => has_wal_segment(client, source, &segment).await?,
+        None => true,
+    };
     Ok(RejoinFacts {
         in_place,
         stale,
         source: src,
         source_has_fork_wal,
+        source_has_resume_wal,
     })
 }
 

@@ -46,6 +46,9 @@ pub(crate) struct RejoinFacts {
     /// The source still has the WAL segment of the fork point ([`fork_segment`]); true when
     /// there is no fork to ask about.
     pub source_has_fork_wal: bool,
+    /// The source still has the WAL segment the member would resume streaming from, the one
+    /// holding its end of WAL ([`resume_segment`]); true when there is none to ask about.
+    pub source_has_resume_wal: bool,
 }
 
 /// The decision.
@@ -110,12 +113,45 @@ fn segment_at(timeline: u32, at: Lsn, source: &SourceFacts) -> String {
     walfile_name(timeline, at, source.segment_size)
 }
 
+/// The source's WAL segment a member that keeps its data (plan `None`) needs first: the one
+/// holding its end of WAL, where its streaming resumes. A standby that stayed away past the
+/// source's WAL retention (`max_slot_wal_keep_size`, a dropped or invalidated slot) needs a
+/// segment the source removed, and would wait for it forever.
+pub(crate) fn resume_segment(stale: &StaleFacts, source: &SourceFacts) -> Option<String> {
+    match divergence(stale, source)? {
+        Divergence::SameTimeline | Divergence::Forked { .. } => {
+            let end = stale.end_of_wal;
+            Some(segment_at(file_timeline(end, source), end, source))
+        }
+        Divergence::NoCommonHistory => None,
+    }
+}
+
+/// The timeline of the source's WAL file holding position `pos`: the timeline the source was
+/// on at `pos`, except in the segment where that timeline ended, which the next timeline's
+/// file holds (a promotion copies the old timeline's last segment, up to the switch point, into
+/// the new timeline's first one, and the old file is renamed or removed).
+fn file_timeline(pos: Lsn, source: &SourceFacts) -> u32 {
+    let segment = |l: Lsn| l.0 / source.segment_size.max(1);
+    let mut ended = source.history.clone();
+    ended.sort_unstable();
+    for (i, &(tli, switch)) in ended.iter().enumerate() {
+        if pos < switch {
+            if segment(pos) == segment(switch) {
+                return ended.get(i + 1).map_or(source.timeline, |next| next.0);
+            }
+            return tli;
+        }
+    }
+    source.timeline
+}
+
 /// Decide how to re-align. A directory that is not in place is always cloned (the reason
 /// still says what its analysis found).
 pub(crate) fn plan(facts: &RejoinFacts) -> RejoinPlan {
     let mut plan = match &facts.stale {
         None => RejoinPlan::new(RejoinMethod::Clone, "no data directory to rewind".into()),
-        Some(stale) => decide(stale, &facts.source, facts.source_has_fork_wal),
+        Some(stale) => decide(stale, &facts.source, facts),
     };
     if !facts.in_place {
         plan.method = RejoinMethod::Clone;
@@ -123,7 +159,15 @@ pub(crate) fn plan(facts: &RejoinFacts) -> RejoinPlan {
     plan
 }
 
-fn decide(stale: &StaleFacts, src: &SourceFacts, source_has_fork_wal: bool) -> RejoinPlan {
+fn decide(stale: &StaleFacts, src: &SourceFacts, facts: &RejoinFacts) -> RejoinPlan {
+    let source_has_fork_wal = facts.source_has_fork_wal;
+    let resume_gone = || {
+        let needed = resume_segment(stale, src).unwrap_or_default();
+        format!(
+            "the source no longer has the WAL this member would resume from ({}, segment {needed} is gone)",
+            stale.end_of_wal
+        )
+    };
     let (tli, end) = (stale.timeline, stale.end_of_wal);
     let Some(divergence) = divergence(stale, src) else {
         return RejoinPlan::new(
@@ -152,6 +196,9 @@ fn decide(stale: &StaleFacts, src: &SourceFacts, source_has_fork_wal: bool) -> R
                 ),
             )
         },
+        Divergence::SameTimeline if !facts.source_has_resume_wal => {
+            RejoinPlan::new(RejoinMethod::Clone, resume_gone())
+        }
         Divergence::SameTimeline => RejoinPlan::new(
             RejoinMethod::None,
             format!("same timeline {tli}, at or behind the source"),
@@ -172,6 +219,8 @@ fn decide(stale: &StaleFacts, src: &SourceFacts, source_has_fork_wal: bool) -> R
                     RejoinMethod::Rewind,
                     format!("diverged from timeline {common} at {at}; WAL here ends at {end}"),
                 )
+            } else if !facts.source_has_resume_wal {
+                (RejoinMethod::Clone, resume_gone())
             } else {
                 (
                     RejoinMethod::None,
@@ -241,6 +290,7 @@ mod tests {
             stale,
             source,
             source_has_fork_wal: true,
+            source_has_resume_wal: true,
         }
     }
 
@@ -300,6 +350,37 @@ mod tests {
                     M::None,
                     "same timeline 1, at or behind the source",
                     None,
+                    None,
+                ),
+            ),
+            (
+                "same timeline, behind, but the source removed the WAL it would resume from",
+                RejoinFacts {
+                    source_has_resume_wal: false,
+                    ..facts(
+                        stale("7000", 1, &[], "0/3000000"),
+                        source(1, &[], "0/9000000"),
+                    )
+                },
+                want(
+                    M::Clone,
+                    "the source no longer has the WAL this member would resume from \
+                     (0/3000000, segment 000000010000000000000003 is gone)",
+                    None,
+                    None,
+                ),
+            ),
+            (
+                "ended before the fork point, the source removed the WAL it would resume from",
+                RejoinFacts {
+                    source_has_resume_wal: false,
+                    ..facts(stale("7000", 1, &[], "0/2000100"), promoted())
+                },
+                want(
+                    M::Clone,
+                    "the source no longer has the WAL this member would resume from \
+                     (0/2000100, segment 000000010000000000000002 is gone)",
+                    Some((1, "0/3000148")),
                     None,
                 ),
             ),
@@ -437,5 +518,45 @@ mod tests {
         assert_eq!(fork_segment(&failover, &source(1, &[], "0/4000000")), None);
         let other = stale("9999", 1, &[], "0/3000500").unwrap();
         assert_eq!(fork_segment(&other, &promoted()), None);
+    }
+
+    #[test]
+    fn the_resume_segment_is_on_the_timeline_whose_file_holds_the_end_of_wal() {
+        let seg = |end: &str, src: SourceFacts| {
+            resume_segment(&stale("7000", 1, &[], end).unwrap(), &src)
+        };
+        // Same timeline: the segment holding the end.
+        assert_eq!(
+            seg("0/3000000", source(1, &[], "0/9000000")).as_deref(),
+            Some("000000010000000000000003")
+        );
+        // Before the segment of the switch: still the old timeline's file.
+        assert_eq!(
+            seg("0/2FFFFFF", promoted()).as_deref(),
+            Some("000000010000000000000002")
+        );
+        // In the segment of the switch (before or at it): the new timeline's copy.
+        for end in ["0/3000000", "0/3000148"] {
+            assert_eq!(
+                seg(end, promoted()).as_deref(),
+                Some("000000020000000000000003"),
+                "{end}"
+            );
+        }
+        // Two promotions: 1 ended at 0/3000148, 2 at 0/5000010.
+        let twice = source(3, &[(1, "0/3000148"), (2, "0/5000010")], "0/6000000");
+        assert_eq!(
+            seg("0/4000000", twice.clone()).as_deref(),
+            Some("000000020000000000000004")
+        );
+        assert_eq!(
+            seg("0/5000000", twice).as_deref(),
+            Some("000000030000000000000005")
+        );
+        // Another system: nothing to ask.
+        assert_eq!(
+            resume_segment(&stale("9999", 1, &[], "0/3000000").unwrap(), &promoted()),
+            None
+        );
     }
 }
