@@ -153,8 +153,12 @@ pub(crate) fn plan(facts: &RejoinFacts) -> RejoinPlan {
         None => RejoinPlan::new(RejoinMethod::Clone, "no data directory to rewind".into()),
         Some(stale) => decide(stale, &facts.source, facts),
     };
-    if !facts.in_place {
+    if !facts.in_place && facts.stale.is_some() {
         plan.method = RejoinMethod::Clone;
+        plan.reason = format!(
+            "finishing an interrupted clone (only <pgdata>.stale is left; it had: {})",
+            plan.reason
+        );
     }
     plan
 }
@@ -486,11 +490,12 @@ mod tests {
                 want(M::Clone, "no data directory to rewind", None, None),
             ),
             (
-                "only <pgdata>.stale is left: cloned, the reason is its analysis",
+                "only <pgdata>.stale is left: cloned, the reason says so and what it had",
                 set_aside,
                 want(
                     M::Clone,
-                    "diverged from timeline 1 at 0/3000148; WAL here ends at 0/3000500",
+                    "finishing an interrupted clone (only <pgdata>.stale is left; it had: \
+                     diverged from timeline 1 at 0/3000148; WAL here ends at 0/3000500)",
                     Some((1, "0/3000148")),
                     Some(("0/3000148", "0/3000500", 0x3B8)),
                 ),
