@@ -118,6 +118,12 @@ pub(crate) fn manage(cx: &mut Cx) {
             // First persist that the promise is off; the next pass lets commits go.
             cx.withdraw_sync_promise();
         } else {
+            // `observe`, earlier in this pass, may have made the promise anew from the active
+            // member's report (still synchronous, caught up, a member that may serve) while the
+            // standby's own probe has been failing: a promise written together with the setting
+            // that breaks it would outlive it. (Found by the property tests: commits
+            // acknowledged without the standby, then a failover to it.)
+            cx.withdraw_sync_promise();
             cx.act(Action::SetSynchronousStandby {
                 on: active,
                 standby: None,
