@@ -13,6 +13,7 @@ pub mod labels;
 pub mod params;
 pub mod pod;
 pub mod quantity;
+pub mod scheduling;
 pub mod secrets;
 pub mod services;
 pub mod statefulset;
