@@ -1,13 +1,15 @@
 //! The CRD and the chart on the real API server of the running local cluster: each CEL rule
 //! refuses a bad pair with its documented message (server-side apply, dry run), both examples
 //! are admitted, and the chart installs and its operator pod becomes ready under the chart's
-//! RBAC.
+//! RBAC and makes a pair's objects (Secrets, PodDisruptionBudget).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use localcluster::layout::Layout;
@@ -247,6 +249,30 @@ async fn the_chart_installs_and_its_operator_runs_under_its_rbac() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // ... and its PodDisruptionBudget (policy/poddisruptionbudgets in the Role): one member pod
+    // at a time, owned by the pair.
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), &ns.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pdb = loop {
+        if let Some(pdb) = pdbs.get_opt("orca").await.expect("read") {
+            break pdb;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator made no PodDisruptionBudget in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        pdb.spec.clone().and_then(|s| s.max_unavailable),
+        Some(IntOrString::Int(1))
+    );
+    let owners = pdb.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].name.as_str()),
+        ("ReceiptDbPair", "orca")
+    );
     let out = Command::new(&helm)
         .env("KUBECONFIG", &kubeconfig)
         .args(["uninstall", &release, "--namespace", &ns.name, "--wait"])

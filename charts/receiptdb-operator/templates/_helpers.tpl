@@ -134,6 +134,13 @@ with reclaimPolicy Delete, an ownerReference to the pair) implements spec.storag
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# One PodDisruptionBudget per pair (maxUnavailable 1 over its two member pods), so a node drain
+# or upgrade evicts at most one member at a time and never the last one serving. Created and
+# kept in shape by server-side apply (create, patch; get for apply's read); deleted with the
+# pair by garbage collection.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]
 # Events on transitions (failover, sync, backup), through events.k8s.io; patch aggregates
 # repeats into one Event series.
 - apiGroups: ["events.k8s.io"]
