@@ -147,3 +147,19 @@ with reclaimPolicy Delete, an ownerReference to the pair) implements spec.storag
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+Leader election: the replicas compete for one Lease in the release's namespace (whatever
+watchNamespace is). get to read it, create for the first replica, update for every renewal
+and takeover (resourceVersion-guarded replace, so two replicas never both win a round). Only
+the Lease named after the release.
+*/}}
+{{- define "receiptdb-operator.leaderElectionRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ include "receiptdb-operator.fullname" . | quote }}]
+  verbs: ["get", "update"]
+{{- end }}
