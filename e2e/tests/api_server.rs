@@ -404,6 +404,9 @@ async fn two_operator_replicas_elect_one_leader_which_alone_writes_and_the_other
                 e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ReceiptDbPair")
             })
             .map(|e| e.reporting_instance.unwrap_or_default())
+            // This installation's replicas only (another installation watching every
+            // namespace, such as the scenario suite's, may reconcile the pair too).
+            .filter(|r| r.starts_with(&format!("{lease}-")))
             .collect();
         if !reporters.is_empty() {
             break reporters;
