@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
@@ -143,6 +144,11 @@ impl Cluster {
                     "--namespace",
                     OPERATOR_NAMESPACE,
                     "--create-namespace",
+                    // One replica: the scenarios kill or restart "the operator" and measure its
+                    // replacement; a scenario with two replicas (the chart's default) is for the
+                    // leader's node loss.
+                    "--set",
+                    "replicaCount=1",
                     "--wait",
                     "--timeout",
                     "120s",
@@ -170,9 +176,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// Wait until exactly one operator pod runs and is ready.
+    /// Wait until exactly one operator pod runs, is ready and holds the leader Lease (a pod
+    /// replacing a killed one waits for the old Lease to expire).
     pub async fn wait_operator_ready(&self, timeout: Duration) -> Result<()> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
         let lp = ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator");
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -183,7 +191,14 @@ impl Cluster {
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect();
             if live.len() == 1 && crate::observer::pod_ready(live[0]) && list.items.len() == 1 {
-                return Ok(());
+                let holder = leases
+                    .get_opt(RELEASE)
+                    .await
+                    .context("read the operator's leader Lease")?
+                    .and_then(|l| l.spec?.holder_identity);
+                if holder.is_some() && holder == live[0].metadata.name {
+                    return Ok(());
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("the operator's pod is not ready after {timeout:?}");

@@ -1,13 +1,17 @@
 //! The CRD and the chart on the real API server of the running local cluster: each CEL rule
 //! refuses a bad pair with its documented message (server-side apply, dry run), both examples
 //! are admitted, and the chart installs and its operator pod becomes ready under the chart's
-//! RBAC.
+//! RBAC and makes a pair's objects (Secrets, PodDisruptionBudget).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use localcluster::layout::Layout;
@@ -218,14 +222,15 @@ async fn the_chart_installs_and_its_operator_runs_under_its_rbac() {
         .list(&ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator"))
         .await
         .expect("list");
-    assert_eq!(list.items.len(), 1);
-    let p = &list.items[0];
-    assert!(localcluster::testing::ready(p), "{:?}", p.status);
-    assert_eq!(
-        p.spec.clone().unwrap_or_default().service_account_name,
-        Some(format!("{release}-receiptdb-operator")),
-        "it runs as the chart's ServiceAccount"
-    );
+    assert_eq!(list.items.len(), 2, "the chart's default: two replicas");
+    for p in &list.items {
+        assert!(localcluster::testing::ready(p), "{:?}", p.status);
+        assert_eq!(
+            p.spec.clone().unwrap_or_default().service_account_name,
+            Some(format!("{release}-receiptdb-operator")),
+            "it runs as the chart's ServiceAccount"
+        );
+    }
     // With watchNamespace, the operator's rights are a Role in that namespace: a pair there is
     // reconciled (its Secrets and Services appear), proving the Role lets it work.
     let p: ReceiptDbPair = serde_json::from_value(pair("orca", json!({}))).expect("pair");
@@ -247,6 +252,185 @@ async fn the_chart_installs_and_its_operator_runs_under_its_rbac() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // ... and its PodDisruptionBudget (policy/poddisruptionbudgets in the Role): one member pod
+    // at a time, owned by the pair.
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), &ns.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pdb = loop {
+        if let Some(pdb) = pdbs.get_opt("orca").await.expect("read") {
+            break pdb;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator made no PodDisruptionBudget in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        pdb.spec.clone().and_then(|s| s.max_unavailable),
+        Some(IntOrString::Int(1))
+    );
+    let owners = pdb.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].name.as_str()),
+        ("ReceiptDbPair", "orca")
+    );
+    let out = Command::new(&helm)
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["uninstall", &release, "--namespace", &ns.name, "--wait"])
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm uninstall: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The holder of the operator's Lease, once it is one that `accept`s (pod names).
+async fn lease_holder(c: &Client, ns: &str, lease: &str, accept: impl Fn(&str) -> bool) -> String {
+    let api: Api<Lease> = Api::namespaced(c.clone(), ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let holder = api
+            .get_opt(lease)
+            .await
+            .expect("read the Lease")
+            .and_then(|l| l.spec?.holder_identity)
+            .unwrap_or_default();
+        if !holder.is_empty() && accept(&holder) {
+            return holder;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no expected replica holds Lease {lease} (holder {holder:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn operator_pods(pods: &Api<Pod>) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator"))
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Deletes `victim` (with `grace` seconds) and returns how long until another operator pod
+/// (the other replica, or the Deployment's replacement) holds the Lease, and which.
+async fn take_over(
+    c: &Client,
+    ns: &str,
+    lease: &str,
+    victim: &str,
+    grace: u32,
+) -> (Duration, String) {
+    let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
+    let start = tokio::time::Instant::now();
+    pods.delete(
+        victim,
+        &kube::api::DeleteParams {
+            grace_period_seconds: Some(grace),
+            ..kube::api::DeleteParams::default()
+        },
+    )
+    .await
+    .expect("delete the leader's pod");
+    let holder = lease_holder(c, ns, lease, |h| h != victim && h.starts_with(lease)).await;
+    (start.elapsed(), holder)
+}
+
+#[tokio::test]
+async fn two_operator_replicas_elect_one_leader_which_alone_writes_and_the_other_takes_over() {
+    let c = with_crd().await;
+    let ns = TestNamespace::new(&c, "leader").await;
+    let kubeconfig = Layout::new(cluster_dir()).admin_kubeconfig();
+    let helm = repo().join(".tools/bin/helm");
+    let release = format!("ha-{}", &ns.name[ns.name.len() - 6..]);
+    let lease = format!("{release}-receiptdb-operator");
+    let out = Command::new(&helm)
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["install", &release])
+        .arg(repo().join("charts/receiptdb-operator"))
+        .args(["--namespace", &ns.name])
+        .args(["--set", &format!("watchNamespace={}", ns.name)])
+        .args(["--wait", "--timeout", "120s"])
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm install: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods: Api<Pod> = Api::namespaced(c.clone(), &ns.name);
+    let running = operator_pods(&pods).await;
+    assert_eq!(running.len(), 2);
+    let nodes: std::collections::BTreeSet<_> = running
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        2,
+        "the replicas are spread over nodes: {nodes:?}"
+    );
+    let names: Vec<String> = running
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let leader = lease_holder(&c, &ns.name, &lease, |h| names.iter().any(|n| n == h)).await;
+
+    // Only the leader writes: every Event the operator publishes on a pair names it.
+    let p: ReceiptDbPair = serde_json::from_value(pair("orca", json!({}))).expect("pair");
+    Api::<ReceiptDbPair>::namespaced(c.clone(), &ns.name)
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create a pair");
+    let events: Api<Event> = Api::namespaced(c.clone(), &ns.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let reporters = loop {
+        let reporters: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .expect("list Events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ReceiptDbPair")
+            })
+            .map(|e| e.reporting_instance.unwrap_or_default())
+            // This installation's replicas only (another installation watching every
+            // namespace, such as the scenario suite's, may reconcile the pair too).
+            .filter(|r| r.starts_with(&format!("{lease}-")))
+            .collect();
+        if !reporters.is_empty() {
+            break reporters;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator published no Event on the pair in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        reporters.iter().all(|r| *r == leader),
+        "Events from {reporters:?}, the leader is {leader}"
+    );
+
+    // The leader's pod is deleted (graceful: it releases the Lease), then the next leader's
+    // pod is killed (grace 0: the Lease must expire).
+    let (took, next) = take_over(&c, &ns.name, &lease, &leader, 30).await;
+    eprintln!("graceful deletion of the leader {leader}: {next} leads after {took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let (took, last) = take_over(&c, &ns.name, &lease, &next, 0).await;
+    eprintln!("leader {next} killed: {last} leads after {took:?}");
+    assert!(took < Duration::from_secs(15 + 3), "{took:?}");
+
     let out = Command::new(&helm)
         .env("KUBECONFIG", &kubeconfig)
         .args(["uninstall", &release, "--namespace", &ns.name, "--wait"])

@@ -73,9 +73,39 @@ pub struct RunArgs {
     /// Field manager name for server-side apply.
     #[arg(long, default_value = FIELD_MANAGER)]
     pub field_manager: String,
+    /// Leader election: the Lease (`coordination.k8s.io/v1`) the replicas of one installation
+    /// compete for; only its holder reconciles. Unset: no election, this process always
+    /// reconciles (run exactly one then). The chart sets it to its full name.
+    #[arg(long, env = "RECEIPTDB_LEADER_ELECTION_LEASE")]
+    pub leader_election_lease: Option<String>,
+    /// The Lease's namespace (the operator's own; the chart passes the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    /// This replica's identity in the Lease (the chart passes the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_election_identity: Option<String>,
 }
 
 impl RunArgs {
+    /// The leader election settings, when a Lease is named. Without an identity (no pod name)
+    /// a random one is used.
+    pub fn lease(&self) -> Option<crate::controller::leader::LeaseConfig> {
+        let name = self
+            .leader_election_lease
+            .clone()
+            .filter(|s| !s.is_empty())?;
+        let identity = self
+            .leader_election_identity
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("receiptdb-operator-{:016x}", rand::random::<u64>()));
+        Some(crate::controller::leader::LeaseConfig {
+            name,
+            namespace: self.leader_election_namespace.clone(),
+            identity,
+        })
+    }
+
     /// The operator configuration these options describe (read once, at startup).
     pub fn config(&self) -> OperatorConfig {
         OperatorConfig {

@@ -100,11 +100,11 @@ async fn run(args: RunArgs) -> ExitCode {
             .with_metrics(metrics.clone()),
     );
     let ready = Arc::new(AtomicBool::new(false));
-    let (stop_ctl, ctl_rx) = futures::channel::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (stop_http, http_rx) = futures::channel::oneshot::channel::<()>();
     tokio::spawn(async move {
         shutdown_signal().await;
-        let _ = stop_ctl.send(());
+        stop_tx.send_replace(true);
         let _ = stop_http.send(());
     });
     let server = tokio::spawn(http::serve(
@@ -113,8 +113,55 @@ async fn run(args: RunArgs) -> ExitCode {
         ready.clone(),
         http_rx.map(|_| ()),
     ));
+    // Ready as soon as serving: a follower is ready too (it is a healthy standby for the
+    // leader's job, and a rolling update must be able to proceed past it).
     ready.store(true, Ordering::Relaxed);
-    controller::run(ctx, ctl_rx.map(|_| ())).await;
+    let (lead_tx, lead_rx) = tokio::sync::watch::channel(false);
+    let (stop_elect, stop_elect_rx) = tokio::sync::watch::channel(false);
+    let elector = match args.lease() {
+        Some(cfg) => {
+            tracing::info!(lease = %cfg.name, namespace = %cfg.namespace, identity = %cfg.identity, "leader election on");
+            Some(tokio::spawn(controller::leader::elect(
+                ctx.client.clone(),
+                cfg,
+                lead_tx,
+                stop_elect_rx,
+            )))
+        }
+        None => {
+            tracing::info!("no leader election Lease configured: this replica always reconciles");
+            lead_tx.send_replace(true);
+            None
+        }
+    };
+    // Reconcile only while leading; after losing the Lease, wait to lead again.
+    loop {
+        let (mut lead, mut stop) = (lead_rx.clone(), stop_rx.clone());
+        tokio::select! {
+            _ = lead.wait_for(|l| *l) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        if *stop_rx.borrow() {
+            break;
+        }
+        let (mut lead, mut stop) = (lead_rx.clone(), stop_rx.clone());
+        controller::run(ctx.clone(), async move {
+            tokio::select! {
+                _ = lead.wait_for(|l| !*l) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        })
+        .await;
+        if *stop_rx.borrow() {
+            break;
+        }
+        tracing::warn!("lost the leader Lease: stopped reconciling");
+    }
+    // The controller's passes are finished: only now may another replica take over.
+    stop_elect.send_replace(true);
+    if let Some(e) = elector {
+        let _ = e.await;
+    }
     match server.await {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {

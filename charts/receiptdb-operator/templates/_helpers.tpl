@@ -134,9 +134,32 @@ with reclaimPolicy Delete, an ownerReference to the pair) implements spec.storag
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# One PodDisruptionBudget per pair (maxUnavailable 1 over its two member pods), so a node drain
+# or upgrade evicts at most one member at a time and never the last one serving. Created and
+# kept in shape by server-side apply (create, patch; get for apply's read); deleted with the
+# pair by garbage collection.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]
 # Events on transitions (failover, sync, backup), through events.k8s.io; patch aggregates
 # repeats into one Event series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Leader election: the replicas compete for one Lease in the release's namespace (whatever
+watchNamespace is). get to read it, create for the first replica, update for every renewal
+and takeover (resourceVersion-guarded replace, so two replicas never both win a round). Only
+the Lease named after the release.
+*/}}
+{{- define "receiptdb-operator.leaderElectionRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ include "receiptdb-operator.fullname" . | quote }}]
+  verbs: ["get", "update"]
 {{- end }}

@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -18,7 +19,7 @@ use super::error::Error;
 use super::observe::Observed;
 use crate::crd::{Member, ReceiptDbPair};
 use crate::pair::{Action, Desired, JobState};
-use crate::resources::{cronjob, jobs, secrets, services, statefulset};
+use crate::resources::{cronjob, jobs, pdb, secrets, services, statefulset};
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
@@ -77,6 +78,8 @@ pub async fn apply_owned(
         ctx,
     )
     .await?;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), &ns);
+    apply(&pdbs, &pdb::pod_disruption_budget(pair), ctx).await?;
 
     // A data-writing Job that runs without its claim (created by an operator that did not make
     // claims) cannot be scheduled: give it its claim.

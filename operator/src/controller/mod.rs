@@ -5,10 +5,12 @@
 //! - [`observe`], [`act`], [`status`]: the steps that talk to the cluster or the members.
 //! - [`reconcile`]: the pipeline; [`reconcile_once`] runs one pass (the reconcile tests' entry).
 //! - [`error`]: the error type and the retry policy.
+//! - [`leader`]: leader election on a Lease; only the leading replica runs the controller.
 
 pub mod act;
 pub mod context;
 pub mod error;
+pub mod leader;
 pub mod observe;
 mod postgres_members;
 pub mod reconcile;

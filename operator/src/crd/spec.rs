@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,9 @@ pub struct ReceiptDbPairSpec {
     /// Planned maintenance: pause the operator, or let one member be down.
     #[serde(default)]
     pub maintenance: MaintenanceSpec,
+    /// Where the member pods and the Jobs run: by default the two members never share a node.
+    #[serde(default)]
+    pub scheduling: SchedulingSpec,
 }
 
 /// PostgreSQL settings shared by both members.
@@ -116,6 +119,10 @@ pub struct PostgresSpec {
     /// CPU and memory for each member's PostgreSQL container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// CPU and memory for the main container of every Job (initdb, clone, rejoin, sync,
+    /// restore, check, backup). Unset: none requested, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_resources: Option<ResourceRequirements>,
 }
 
 /// A key in a Secret of the pair's namespace.
@@ -415,6 +422,50 @@ pub struct FromBackup {
     pub identity: Option<SecretKeyRef>,
 }
 
+/// Where the member pods and the Jobs run.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulingSpec {
+    /// Pod anti-affinity between the two member pods, over `topologyKey`. `required` (the
+    /// default): a member pod is never scheduled into the same topology domain (by default:
+    /// node) as the other member's pod, and stays Pending rather than share it, so the loss of
+    /// one node never takes both copies. `preferred`: spread when possible, share when not.
+    /// `none`: no rule from the operator. Jobs that write a member's data directory (initdb,
+    /// clone, rejoin) carry the same rule, so a new member's volume is made on a node apart
+    /// from the other member. Changing it re-creates the member pods.
+    #[serde(default)]
+    pub anti_affinity: AntiAffinityMode,
+    /// The node label the anti-affinity spreads over: `kubernetes.io/hostname` (one member per
+    /// node, the default), or e.g. `topology.kubernetes.io/zone` (one member per zone).
+    #[serde(default = "default_topology_key")]
+    #[schemars(length(min = 1, max = 316))]
+    pub topology_key: String,
+    /// Node labels a member or Job pod's node must have (the pod's `nodeSelector`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the member and Job pods (e.g. for dedicated database nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of the member and Job pods (node affinity, pod affinity, pod anti-affinity).
+    /// The operator's member anti-affinity (`antiAffinity`) is added to the pod anti-affinity
+    /// terms given here, never replaces them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+/// How strictly the two member pods are kept apart.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AntiAffinityMode {
+    /// Never in the same topology domain (a member stays Pending instead).
+    #[default]
+    Required,
+    /// In different domains when the scheduler can.
+    Preferred,
+    /// No rule.
+    None,
+}
+
 /// Planned maintenance.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -476,6 +527,9 @@ fn default_check_interval_seconds() -> u32 {
 fn default_retention() -> u32 {
     7
 }
+fn default_topology_key() -> String {
+    "kubernetes.io/hostname".to_string()
+}
 
 macro_rules! default_from_serde {
     ($($t:ty),*) => {$(
@@ -494,7 +548,8 @@ default_from_serde!(
     ReplicationSpec,
     FailoverSpec,
     ConsistencyCheckSpec,
-    BackupSpec
+    BackupSpec,
+    SchedulingSpec
 );
 
 impl ReplicationSpec {

@@ -17,7 +17,7 @@ use super::jobs::{
 };
 use super::pod::{bin_mount, BIN};
 use super::secrets::{password_ref, PasswordRole};
-use super::{labels, owned_meta, OperatorConfig};
+use super::{labels, owned_meta, scheduling, OperatorConfig};
 use crate::crd::ReceiptDbPair;
 use crate::pair::JobKind;
 
@@ -77,8 +77,11 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
         ..EnvVar::default()
     }];
     let main = job_container(pair, command, env, mounts);
-    let mut job_labels = labels::common(pair, "job");
-    job_labels.insert(labels::JOB.into(), JobKind::Backup.as_str().into());
+    let mut template = job_pod(job_labels_for(pair), main, volumes, cfg);
+    if let Some(pod) = template.spec.as_mut() {
+        scheduling::place(pod, pair, None);
+    }
+    let job_labels = job_labels_for(pair);
     Some(CronJob {
         metadata: owned_meta(pair, cronjob_name(pair), job_labels.clone()),
         spec: CronJobSpec {
@@ -93,7 +96,7 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
                 }),
                 spec: Some(JobSpec {
                     backoff_limit: Some(BACKOFF_LIMIT),
-                    template: job_pod(job_labels, main, volumes, cfg),
+                    template,
                     ..JobSpec::default()
                 }),
             },
@@ -101,6 +104,12 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
         },
         status: None,
     })
+}
+
+fn job_labels_for(pair: &ReceiptDbPair) -> std::collections::BTreeMap<String, String> {
+    let mut job_labels = labels::common(pair, "job");
+    job_labels.insert(labels::JOB.into(), JobKind::Backup.as_str().into());
+    job_labels
 }
 
 #[cfg(test)]

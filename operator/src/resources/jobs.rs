@@ -26,8 +26,8 @@ use super::pod::{
 };
 use super::secrets::{password_ref, PasswordRole};
 use super::{
-    data_claim_name, labels, member_host, owned_meta, quantity, OperatorConfig, DATA_MOUNT,
-    DATA_VOLUME, PGDATA,
+    data_claim_name, labels, member_host, owned_meta, quantity, scheduling, OperatorConfig,
+    DATA_MOUNT, DATA_VOLUME, PGDATA,
 };
 use crate::crd::{annotation, BackupLocation, Member, ReceiptDbPair, SecretKeyRef};
 use crate::pair::JobKind;
@@ -295,6 +295,7 @@ pub(crate) fn job_container(
         security_context: Some(container_security_context()),
         termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("File".into()),
+        resources: pair.spec.postgres.job_resources.clone(),
         ..Container::default()
     }
 }
@@ -334,12 +335,18 @@ pub fn job(
     cmd.extend(args);
     let main = job_container(pair, cmd, password_env(pair, kind), mounts);
     let pod_labels = labels::job_pod_labels(pair, kind, member, &name);
+    let mut template = job_pod(pod_labels, main, volumes, cfg);
+    if let Some(pod) = template.spec.as_mut() {
+        // A Job writing a member's data directory may be the first user of its claim (which
+        // binds where that pod runs): it keeps apart from the other member like the member.
+        scheduling::place(pod, pair, writes_data_dir(kind).then_some(member));
+    }
     Job {
         metadata: owned_meta(pair, name, labels::job_labels(pair, kind, member, attempt)),
         spec: Some(JobSpec {
             backoff_limit: Some(BACKOFF_LIMIT),
             pod_failure_policy: verdict_is_final(kind),
-            template: job_pod(pod_labels, main, volumes, cfg),
+            template,
             ..JobSpec::default()
         }),
         status: None,
@@ -748,5 +755,43 @@ mod tests {
         assert!(restore
             .windows(2)
             .any(|w| w == ["--identity-file", "/rdb/keys/identity"]));
+    }
+
+    #[test]
+    fn jobs_writing_a_members_data_keep_apart_from_the_other_member() {
+        let mut p = pair();
+        let res = k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: Some(std::collections::BTreeMap::from([(
+                "cpu".into(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("250m".into()),
+            )])),
+            ..Default::default()
+        };
+        p.spec.postgres.job_resources = Some(res.clone());
+        for kind in [
+            JobKind::Initdb,
+            JobKind::Clone,
+            JobKind::Rejoin,
+            JobKind::Sync,
+            JobKind::Check,
+        ] {
+            let j = job(&p, kind, Member::Secondary, 1, &OperatorConfig::default());
+            let pod = j.spec.clone().unwrap().template.spec.unwrap();
+            let terms = pod
+                .affinity
+                .and_then(|a| a.pod_anti_affinity)
+                .and_then(|a| a.required_during_scheduling_ignored_during_execution)
+                .unwrap_or_default();
+            if writes_data_dir(kind) {
+                assert_eq!(
+                    terms,
+                    vec![scheduling::member_anti_affinity_term(&p, Member::Secondary)],
+                    "{kind:?}"
+                );
+            } else {
+                assert!(terms.is_empty(), "{kind:?}");
+            }
+            assert_eq!(main_container(&j).resources, Some(res.clone()), "{kind:?}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Pure builders of the objects a pair owns: StatefulSets, Services, Secrets, Jobs, the backup
-//! CronJob.
+//! CronJob, the PodDisruptionBudget.
 //!
 //! Each builder is a function of the pair, what `decide` wants and the [`OperatorConfig`], and
 //! returns a k8s-openapi object ready for server-side apply (or create, for Jobs and Secrets).
@@ -11,8 +11,10 @@ pub mod cronjob;
 pub mod jobs;
 pub mod labels;
 pub mod params;
+pub mod pdb;
 pub mod pod;
 pub mod quantity;
+pub mod scheduling;
 pub mod secrets;
 pub mod services;
 pub mod statefulset;

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{container_security_context, pod_security_context, pull_policy};
-use super::{labels, owned_meta, OperatorConfig, DATA_MOUNT, DATA_VOLUME, PGDATA};
+use super::{labels, owned_meta, scheduling, OperatorConfig, DATA_MOUNT, DATA_VOLUME, PGDATA};
 use crate::crd::{Member, ReceiptDbPair, ReclaimPolicy};
 use kube::{Resource, ResourceExt};
 
@@ -35,6 +35,14 @@ pub fn statefulset(
     let name = pair.member_name(member);
     let labels = labels::member_labels(pair, member);
     let storage = &pair.spec.storage;
+    let mut pod = PodSpec {
+        containers: vec![postgres_container(pair)],
+        security_context: Some(pod_security_context()),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        enable_service_links: Some(false),
+        ..PodSpec::default()
+    };
+    scheduling::place(&mut pod, pair, Some(member));
     StatefulSet {
         metadata: owned_meta(pair, name.clone(), labels.clone()),
         spec: Some(StatefulSetSpec {
@@ -62,13 +70,7 @@ pub fn statefulset(
                     labels: Some(labels),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
-                    containers: vec![postgres_container(pair)],
-                    security_context: Some(pod_security_context()),
-                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-                    enable_service_links: Some(false),
-                    ..PodSpec::default()
-                }),
+                spec: Some(pod),
             },
             ..StatefulSetSpec::default()
         }),
@@ -451,5 +453,40 @@ mod tests {
             .spec
             .unwrap();
         assert_eq!(pod.containers[0].resources, Some(res));
+    }
+
+    #[test]
+    fn member_pods_keep_apart_and_follow_the_placement_spec() {
+        let mut p = pair();
+        p.spec
+            .scheduling
+            .node_selector
+            .insert("role".into(), "db".into());
+        for member in Member::ALL {
+            let pod = statefulset(&p, member, 1, &OperatorConfig::default())
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap();
+            let terms = pod
+                .affinity
+                .unwrap()
+                .pod_anti_affinity
+                .unwrap()
+                .required_during_scheduling_ignored_during_execution
+                .unwrap();
+            assert_eq!(
+                terms,
+                vec![super::super::scheduling::member_anti_affinity_term(
+                    &p, member
+                )]
+            );
+            assert_eq!(terms[0].topology_key, "kubernetes.io/hostname");
+            assert_eq!(
+                pod.node_selector.unwrap().get("role").map(String::as_str),
+                Some("db")
+            );
+        }
     }
 }
