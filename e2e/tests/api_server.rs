@@ -16,6 +16,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use localcluster::layout::Layout;
 use localcluster::testing::{client, cluster_dir, TestNamespace};
+use receiptdb_operator::controller::leader::LEASE_DURATION;
 use receiptdb_operator::crd::ReceiptDbPair;
 use serde_json::{json, Value};
 
@@ -426,10 +427,10 @@ async fn two_operator_replicas_elect_one_leader_which_alone_writes_and_the_other
     // pod is killed (grace 0: the Lease must expire).
     let (took, next) = take_over(&c, &ns.name, &lease, &leader, 30).await;
     eprintln!("graceful deletion of the leader {leader}: {next} leads after {took:?}");
-    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(took < LEASE_DURATION, "{took:?}");
     let (took, last) = take_over(&c, &ns.name, &lease, &next, 0).await;
     eprintln!("leader {next} killed: {last} leads after {took:?}");
-    assert!(took < Duration::from_secs(15 + 3), "{took:?}");
+    assert!(took < LEASE_DURATION + Duration::from_secs(3), "{took:?}");
 
     let out = Command::new(&helm)
         .env("KUBECONFIG", &kubeconfig)

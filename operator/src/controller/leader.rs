@@ -11,7 +11,7 @@
 //!   `create`), so two replicas can never both win the same round: the loser gets 409.
 //! - A replica takes the Lease when it is free (no holder), expired (`renewTime` +
 //!   `leaseDurationSeconds` in the past) or its own; it renews every [`RENEW_EVERY`].
-//! - A leader that has not renewed for [`LEASE_DURATION`] − [`RENEW_EVERY`] (two missed
+//! - A leader that has not renewed for [`LEASE_DURATION`] − [`RENEW_EVERY`] (three missed
 //!   renewals) stops leading. The others may take over only after the full [`LEASE_DURATION`]
 //!   since its last renewal, so it has stopped [`RENEW_EVERY`] before (room for clock skew
 //!   between nodes and a pass in flight).
@@ -27,12 +27,14 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 use tokio::sync::watch;
 
-/// How long a Lease stays valid after its last renewal.
-pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How long a Lease stays valid after its last renewal. Shorter than client-go's customary
+/// 15 s: a crashed leader stalls every failover until it expires, and the failover bar here is
+/// seconds (a renewal every 2 s is no load for the API server).
+pub const LEASE_DURATION: Duration = Duration::from_secs(8);
 /// How often the leader renews.
-pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// How often a follower tries to take the Lease.
-pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Which Lease, and who this replica is.
 #[derive(Clone, Debug)]
@@ -229,7 +231,7 @@ mod tests {
     fn a_missing_or_free_lease_is_taken() {
         let s = claim(None, "op-a", at(1)).unwrap();
         assert_eq!(s.holder_identity.as_deref(), Some("op-a"));
-        assert_eq!(s.lease_duration_seconds, Some(15));
+        assert_eq!(s.lease_duration_seconds, Some(8));
         assert_eq!(s.renew_time, Some(MicroTime(at(1))));
         let mut free = held_by("op-b", 0);
         free.holder_identity = None;
