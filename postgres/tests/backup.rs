@@ -20,6 +20,7 @@ async fn equal(c: &TestCluster, a: &str, b: &str) -> bool {
     let opts = CompareOptions {
         method: Method::Checksums,
         jobs: 1,
+        max_rate: None,
     };
     let r = compare::compare(&c.target(a), &c.target(b), opts)
         .await

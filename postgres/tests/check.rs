@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use receiptdb_postgres::cli::{self, CheckArgs, Connections, Reporting};
-use receiptdb_postgres::compare::{self, CompareOptions, Method};
+use receiptdb_postgres::compare::{self, CompareOptions, CompareReport, Method, Rate};
 use receiptdb_postgres::job_report::{CheckReport, JobReport};
 use receiptdb_postgres::schema::SequenceStatus;
 use receiptdb_postgres::testing::{TestCluster, TEST_PASSWORD};
@@ -26,7 +26,69 @@ async fn pair(c: &TestCluster) {
 }
 
 fn opts(method: Method) -> CompareOptions {
-    CompareOptions { method, jobs: 2 }
+    CompareOptions {
+        method,
+        jobs: 2,
+        max_rate: None,
+    }
+}
+
+/// Under a rate limit, `check` reads tables in block slices: the figures are the same as
+/// reading each table at once, and reading takes at least what the limit allows.
+#[tokio::test]
+async fn a_rate_limited_check_gives_the_same_figures_no_faster_than_the_limit() {
+    let c = TestCluster::start();
+    let data = "CREATE TABLE big (id bigint PRIMARY KEY, body text);
+                INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g;
+                CREATE TABLE nokey (v int);
+                INSERT INTO nokey SELECT g FROM generate_series(1, 30000) g;";
+    c.create_db_with("src", data).await;
+    c.create_db_with("tgt", data).await;
+    c.client("tgt")
+        .await
+        .batch_execute("UPDATE big SET body = 'x' WHERE id = 39999")
+        .await
+        .unwrap();
+    let size: i64 = c
+        .client("src")
+        .await
+        .query_one(
+            "SELECT pg_relation_size('big') + pg_relation_size('nokey')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let rate = 2u64 << 20;
+    for method in [Method::Counts, Method::Checksums] {
+        let free = compare::compare(&c.target("src"), &c.target("tgt"), opts(method))
+            .await
+            .unwrap();
+        let limited = CompareOptions {
+            max_rate: Some(Rate(rate)),
+            ..opts(method)
+        };
+        let started = std::time::Instant::now();
+        let slow = compare::compare(&c.target("src"), &c.target("tgt"), limited)
+            .await
+            .unwrap();
+        let took = started.elapsed().as_secs_f64();
+        let figures = |r: &CompareReport| {
+            r.tables
+                .iter()
+                .map(|t| (t.table.clone(), t.source.clone(), t.target.clone(), t.equal))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(figures(&free), figures(&slow), "{method:?}");
+        assert_eq!(free.equal, method == Method::Counts);
+        // Each server starts a slice only when what it read before fits the rate: the
+        // last slice (at most 1 MiB here) may start at the end.
+        let floor = (size as f64 - (1 << 20) as f64) / rate as f64;
+        assert!(
+            took >= floor,
+            "{method:?}: {size} bytes at {rate} B/s took {took:.2} s, under {floor:.2} s"
+        );
+    }
 }
 
 #[tokio::test]
@@ -155,6 +217,7 @@ async fn cli_exit_codes() {
         },
         method,
         jobs: 2,
+        max_rate: None,
         reporting: Reporting {
             report: Some(file.clone()),
             json: true,

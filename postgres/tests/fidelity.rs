@@ -99,6 +99,7 @@ fn opts() -> CompareOptions {
     CompareOptions {
         method: Method::Checksums,
         jobs: 2,
+        max_rate: None,
     }
 }
 

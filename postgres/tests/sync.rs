@@ -31,6 +31,7 @@ fn checksums() -> CompareOptions {
     CompareOptions {
         method: Method::Checksums,
         jobs: 2,
+        max_rate: None,
     }
 }
 
@@ -65,12 +66,18 @@ async fn only_the_differing_table_is_copied_triggers_and_fks_safe() {
     let before_notes = filenode(&c, "tgt", "notes").await;
     let before_receipts = filenode(&c, "tgt", "receipts").await;
 
-    let r = sync::sync(&c.target("src"), &c.target("tgt"), SyncOptions::default())
+    // Whole tables: this test covers the reload (sync_rows.rs covers row-level re-alignment).
+    let whole = SyncOptions {
+        whole_tables: true,
+        ..SyncOptions::default()
+    };
+    let r = sync::sync(&c.target("src"), &c.target("tgt"), whole)
         .await
         .unwrap();
     assert_eq!(r.mode, SyncMode::Tables, "{r:#?}");
     let copied: Vec<&str> = r.tables.iter().map(|t| t.table.as_str()).collect();
     assert_eq!(copied, ["\"public\".\"receipts\""]);
+    assert_eq!(r.tables[0].method, "table");
     assert_eq!(r.rows, 1000);
     assert!(r.bytes > 0);
     assert_eq!(
@@ -181,6 +188,8 @@ async fn cli_prints_the_runbook_lines_and_exits_0() {
         force: false,
         verbose: true,
         jobs: 2,
+        whole_tables: false,
+        max_rate: None,
         reporting: Reporting {
             report: Some(file.clone()),
             json: false,

@@ -62,6 +62,7 @@ async fn sequences_are_reproduced_exactly_and_compared_exactly() {
         CompareOptions {
             method: Method::Counts,
             jobs: 1,
+            max_rate: None,
         },
     )
     .await

@@ -269,7 +269,11 @@ async fn main() -> Res<()> {
             (Method::Checksums, &mut sums),
         ] {
             let t = Instant::now();
-            let opts = CompareOptions { method, jobs: 2 };
+            let opts = CompareOptions {
+                method,
+                jobs: 2,
+                max_rate: None,
+            };
             let r = compare::compare(&src.target("bench"), &tgt.target("bench"), opts).await?;
             into.push(t.elapsed());
             println!(

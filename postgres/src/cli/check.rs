@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::args::{Connections, Reporting, LAST};
 use super::finish::{finish, Done};
-use crate::compare::{self, CompareOptions, CompareReport, Method};
+use crate::compare::{self, CompareOptions, CompareReport, Method, Rate};
 use crate::job_report::{CheckReport, Entrypoint, JobReport};
 
 /// `check --source A --target B [--method counts|checksums] [--json]`: compare two databases.
@@ -26,6 +26,10 @@ pub struct CheckArgs {
     /// Tables compared at once (each uses one connection per server).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
+    /// Read at most this many bytes per second from each server (e.g. 32MiB; default: no
+    /// limit). Tables are then read in slices, leaving the servers to their clients.
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    pub max_rate: Option<Rate>,
 }
 
 /// Run `check`: exit 0 equal, 1 different, 2 error.
@@ -35,6 +39,7 @@ pub async fn check(args: CheckArgs) -> ExitCode {
         let opts = CompareOptions {
             method: args.method,
             jobs: args.jobs,
+            max_rate: args.max_rate,
         };
         compare::compare(&source, &target, opts)
             .await

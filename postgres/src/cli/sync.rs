@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::args::{Connections, Reporting, LAST};
 use super::finish::{finish, Done};
-use crate::compare::Method;
+use crate::compare::{Method, Rate};
 use crate::job_report::{Entrypoint, JobReport, SyncReport};
 use crate::sync::{self, Progress, SyncOptions, SyncOutcome};
 
@@ -39,6 +39,14 @@ pub struct SyncArgs {
     /// Tables compared at once (each uses one connection per server).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
+    /// Copy each differing table whole, even when a key would let only its differing rows be
+    /// replaced.
+    #[arg(long)]
+    pub whole_tables: bool,
+    /// Read at most this many bytes per second from each server, comparing and copying (e.g.
+    /// 32MiB; default: no limit).
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    pub max_rate: Option<Rate>,
 }
 
 fn stamp() -> String {
@@ -78,6 +86,8 @@ pub async fn sync(args: SyncArgs) -> ExitCode {
         method: args.method,
         force: args.force,
         jobs: args.jobs,
+        whole_tables: args.whole_tables,
+        max_rate: args.max_rate,
         progress: Some(progress),
     };
     let started = Instant::now();

@@ -5,6 +5,8 @@
 //! Besides table contents, the report lists tables present on one side only, schema
 //! differences (see [`crate::schema::signature`]) and sequences that lag behind.
 
+pub(crate) mod buckets;
+pub mod rate;
 pub(crate) mod snapshot;
 pub(crate) mod tables;
 
@@ -18,10 +20,12 @@ use crate::schema::{
     diff_signatures, sequences, signature::read_signature, tables::list_tables, SchemaDifference,
     SequenceState, SequenceStatus, SqlError, TableInfo,
 };
+pub use rate::{Limits, Rate, RateLimit};
 pub use snapshot::SideError;
 pub(crate) use snapshot::{Side, SideMode};
+use tables::run_pairs;
 pub use tables::TableFigures;
-use tables::{run_pairs, TablePair};
+pub(crate) use tables::{Bucketed, TablePair};
 
 /// How tables are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -52,6 +56,8 @@ pub struct CompareOptions {
     pub method: Method,
     /// Tables compared at once (one connection per server each).
     pub jobs: usize,
+    /// Read at most this many bytes per second from each server (see [`rate`]).
+    pub max_rate: Option<Rate>,
 }
 
 impl Default for CompareOptions {
@@ -59,6 +65,7 @@ impl Default for CompareOptions {
         Self {
             method: Method::Checksums,
             jobs: 2,
+            max_rate: None,
         }
     }
 }
@@ -169,6 +176,19 @@ pub(crate) struct Compared {
     pub report: CompareReport,
     pub source_tables: Vec<TableInfo>,
     pub source_sequences: Vec<SequenceState>,
+    /// Differing tables compared by bucket, by key: where they differ.
+    pub differing_buckets: BTreeMap<String, (TablePair, Bucketed)>,
+}
+
+/// What to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Schemas and sequences only (sync `--force` copies everything anyway).
+    SchemaOnly,
+    /// Table contents too (`check`).
+    Tables,
+    /// Table contents, keyed tables by bucket (a `sync` that re-aligns rows).
+    TablesByBucket,
 }
 
 /// Compare two databases. Opens its own read-only snapshots on both servers.
@@ -183,19 +203,20 @@ pub async fn compare(
         Side::open(source, opts.jobs, SideMode::ReadOnly, "receiptdb-check"),
         Side::open(target, opts.jobs, SideMode::ReadOnly, "receiptdb-check"),
     )?;
-    let mut c = compare_sides(&src, &tgt, opts.method, true, &|_, _| {}).await?;
+    let limits = Limits::new(opts.max_rate);
+    let mut c = compare_sides(&src, &tgt, opts.method, Scope::Tables, &limits, &|_, _| {}).await?;
     c.report.started_at = started_at;
     c.report.duration_ms = crate::report::elapsed_ms(started);
     Ok(c.report)
 }
 
-/// Compare two open sides. With `data` false only schemas and sequences are compared (sync
-/// `--force` copies everything anyway).
+/// Compare two open sides.
 pub(crate) async fn compare_sides(
     src: &Side,
     tgt: &Side,
     method: Method,
-    data: bool,
+    scope: Scope,
+    limits: &Limits,
     on_table: &(dyn Fn(&str, bool) + Sync),
 ) -> Result<Compared, CompareError> {
     let started = Instant::now();
@@ -228,18 +249,39 @@ pub(crate) async fn compare_sides(
         .filter(|k| !src_keys.contains(k))
         .collect();
 
-    let results = if data {
-        let cb = |p: &TablePair, r: &tables::PairResult| on_table(&p.key, r.source == r.target);
-        run_pairs(&pairs, method, &src.workers, &tgt.workers, &cb).await?
-    } else {
+    let results = if scope == Scope::SchemaOnly {
         Vec::new()
+    } else {
+        let cb = |p: &TablePair, r: &tables::PairResult| on_table(&p.key, r.source == r.target);
+        let by_bucket = scope == Scope::TablesByBucket;
+        run_pairs(
+            &pairs,
+            method,
+            by_bucket,
+            limits,
+            &src.workers,
+            &tgt.workers,
+            &cb,
+        )
+        .await?
     };
+    let mut differing_buckets = BTreeMap::new();
+    let mut pairs: Vec<Option<TablePair>> = pairs.into_iter().map(Some).collect();
     let tables: Vec<TableComparison> = results
         .into_iter()
         .map(|r| {
             let cd = columns_differ[r.index];
+            let key = pairs[r.index]
+                .as_ref()
+                .map(|p| p.key.clone())
+                .unwrap_or_default();
+            if let (Some(b), false) = (r.buckets, cd || r.source == r.target) {
+                if let Some(p) = pairs[r.index].take() {
+                    differing_buckets.insert(key.clone(), (p, b));
+                }
+            }
             TableComparison {
-                table: pairs[r.index].key.clone(),
+                table: key,
                 equal: !cd && r.source == r.target,
                 columns_differ: cd,
                 source: r.source,
@@ -308,6 +350,7 @@ pub(crate) async fn compare_sides(
         report,
         source_tables: src_tables,
         source_sequences: src_seq,
+        differing_buckets,
     })
 }
 

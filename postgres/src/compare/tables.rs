@@ -9,6 +9,8 @@ use futures::future::try_join_all;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::buckets::{self, BucketFigures, Bucketing};
+use super::rate::{self, Limits, RateLimit};
 use super::Method;
 use crate::schema::{quote_ident, SqlContext, SqlError, TableInfo};
 
@@ -33,6 +35,43 @@ pub(crate) struct TablePair {
     /// can hash the column natively.
     pub columns: Vec<(String, bool)>,
     pub bytes: i64,
+    /// The row key both sides share (same columns, same types), for row-level re-alignment.
+    pub row_key: Option<PairKey>,
+    /// The larger of both sides' row estimates.
+    pub rows_estimate: i64,
+}
+
+/// A key naming each row, the same on both sides.
+#[derive(Debug, Clone)]
+pub(crate) struct PairKey {
+    /// Key columns in index order: name, `format_type`, and whether it hashes natively.
+    pub columns: Vec<(String, String, bool)>,
+    /// A single `smallint`/`integer`/`bigint` column: buckets are key ranges, and the rows of
+    /// one bucket are found through the key's index.
+    pub integer: bool,
+}
+
+impl PairKey {
+    fn new(src: &TableInfo, tgt: &TableInfo) -> Option<Self> {
+        if src.key.is_empty() || src.key != tgt.key {
+            return None;
+        }
+        let mut columns = Vec::new();
+        for name in &src.key {
+            let (a, b) = (src.column(name)?, tgt.column(name)?);
+            if a.type_name != b.type_name {
+                return None;
+            }
+            columns.push((
+                name.clone(),
+                a.type_name.clone(),
+                a.hash_native && b.hash_native,
+            ));
+        }
+        let integer = columns.len() == 1
+            && matches!(columns[0].1.as_str(), "smallint" | "integer" | "bigint");
+        Some(Self { columns, integer })
+    }
 }
 
 impl TablePair {
@@ -52,7 +91,26 @@ impl TablePair {
             qualified: src.qualified(),
             columns,
             bytes: src.bytes.max(tgt.bytes),
+            row_key: PairKey::new(src, tgt),
+            rows_estimate: src.rows_estimate.max(tgt.rows_estimate),
         }
+    }
+
+    /// The 64-bit hash of one row's content (see [`Self::sql`]).
+    pub fn row_hash(&self) -> String {
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(c, native)| {
+                let q = quote_ident(c);
+                if *native {
+                    q
+                } else {
+                    format!("{q}::text")
+                }
+            })
+            .collect();
+        format!("hash_record_extended(ROW({}), 0)", cols.join(", "))
     }
 
     /// The statement computing this table's figures.
@@ -66,29 +124,18 @@ impl TablePair {
     /// adversary crafting collisions) a changed multiset of rows goes unnoticed with
     /// probability about 2^-64 per table. Values equal by their type's equality hash equally
     /// (`1.0` and `1.00` numeric, trailing blanks in `char(n)`), as the server compares them.
-    pub fn sql(&self, method: Method) -> String {
+    pub fn sql(&self, method: Method, filter: Option<&str>) -> String {
+        let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
         match method {
-            Method::Counts => format!("SELECT count(*), NULL::text FROM ONLY {}", self.qualified),
-            Method::Checksums => {
-                let cols: Vec<String> = self
-                    .columns
-                    .iter()
-                    .map(|(c, native)| {
-                        let q = quote_ident(c);
-                        if *native {
-                            q
-                        } else {
-                            format!("{q}::text")
-                        }
-                    })
-                    .collect();
-                format!(
-                    "SELECT count(*), coalesce(sum(hash_record_extended(ROW({}), 0)), 0)::text \
-                     FROM ONLY {}",
-                    cols.join(", "),
-                    self.qualified
-                )
-            }
+            Method::Counts => format!(
+                "SELECT count(*), NULL::text FROM ONLY {}{filter}",
+                self.qualified
+            ),
+            Method::Checksums => format!(
+                "SELECT count(*), coalesce(sum({}), 0)::text FROM ONLY {}{filter}",
+                self.row_hash(),
+                self.qualified
+            ),
         }
     }
 }
@@ -99,6 +146,15 @@ pub(crate) struct PairResult {
     pub source: TableFigures,
     pub target: TableFigures,
     pub millis: u64,
+    /// Per-bucket figures, when computed (see [`super::buckets`]).
+    pub buckets: Option<Bucketed>,
+}
+
+/// Both sides' per-bucket figures of one table.
+pub(crate) struct Bucketed {
+    pub bucketing: Bucketing,
+    pub source: BucketFigures,
+    pub target: BucketFigures,
 }
 
 async fn figures(client: &Client, sql: &str, key: &str) -> Result<TableFigures, SqlError> {
@@ -112,10 +168,64 @@ async fn figures(client: &Client, sql: &str, key: &str) -> Result<TableFigures, 
     })
 }
 
+/// One side's figures for a pair: by `bucketing` if given, in slices under `limit` if given.
+async fn side_figures(
+    client: &Client,
+    pair: &TablePair,
+    method: Method,
+    bucketing: Option<&Bucketing>,
+    limit: Option<&RateLimit>,
+) -> Result<(TableFigures, Option<BucketFigures>), SqlError> {
+    if bucketing.is_none() && limit.is_none() {
+        return Ok((
+            figures(client, &pair.sql(method, None), &pair.key).await?,
+            None,
+        ));
+    }
+    let slices = rate::slices(client, &pair.qualified, limit).await?;
+    if method == Method::Counts && bucketing.is_none() {
+        let mut rows = 0;
+        for (filter, bytes) in slices {
+            if let Some(l) = limit {
+                l.charge(bytes).await;
+            }
+            let sql = pair.sql(method, filter.as_deref());
+            rows += figures(client, &sql, &pair.key).await?.rows;
+        }
+        return Ok((
+            TableFigures {
+                rows,
+                checksum: None,
+            },
+            None,
+        ));
+    }
+    let what = format!("comparing {}", pair.key);
+    let by = bucketing.unwrap_or(&Bucketing::Whole);
+    let mut all = BucketFigures::new();
+    for (filter, bytes) in slices {
+        if let Some(l) = limit {
+            l.charge(bytes).await;
+        }
+        let part =
+            buckets::figures(client, &by.grouped_sql(pair, filter.as_deref()), &what).await?;
+        buckets::merge(&mut all, part);
+    }
+    let (rows, sum) = buckets::totals(&all);
+    let figures = TableFigures {
+        rows,
+        checksum: Some(sum),
+    };
+    Ok((figures, bucketing.map(|_| all)))
+}
+
 /// Compute figures for every pair, `workers` pairs of connections at a time, biggest first.
+/// With `bucketed` (and checksums), keyed tables are compared by bucket.
 pub(crate) async fn run_pairs(
     pairs: &[TablePair],
     method: Method,
+    bucketed: bool,
+    limits: &Limits,
     src_workers: &[Client],
     tgt_workers: &[Client],
     on_done: &(dyn Fn(&TablePair, &PairResult) + Sync),
@@ -133,15 +243,32 @@ pub(crate) async fn run_pairs(
     try_join_all(src_workers.iter().zip(tgt_workers).map(|(sw, tw)| async {
         while let Some(index) = next() {
             let pair = &pairs[index];
-            let sql = pair.sql(method);
             let started = Instant::now();
-            let (source, target) =
-                futures::try_join!(figures(sw, &sql, &pair.key), figures(tw, &sql, &pair.key))?;
+            let bucketing = match &pair.row_key {
+                Some(key) if bucketed && method == Method::Checksums => {
+                    Some(buckets::choose(pair, key, sw, tw).await?)
+                }
+                _ => None,
+            };
+            let b = bucketing.as_ref();
+            let ((source, src_buckets), (target, tgt_buckets)) = futures::try_join!(
+                side_figures(sw, pair, method, b, limits.source.as_ref()),
+                side_figures(tw, pair, method, b, limits.target.as_ref()),
+            )?;
+            let buckets = match (bucketing, src_buckets, tgt_buckets) {
+                (Some(bucketing), Some(source), Some(target)) => Some(Bucketed {
+                    bucketing,
+                    source,
+                    target,
+                }),
+                _ => None,
+            };
             let result = PairResult {
                 index,
                 source,
                 target,
                 millis: crate::report::elapsed_ms(started),
+                buckets,
             };
             on_done(pair, &result);
             results

@@ -38,6 +38,13 @@ pub struct TableInfo {
     pub bytes: i64,
     /// Columns in `attnum` order.
     pub columns: Vec<Column>,
+    /// `pg_class.reltuples`, the planner's row estimate; before the first ANALYZE, an upper
+    /// bound from the size (32 bytes a row), as more buckets cost less than too few.
+    pub rows_estimate: i64,
+    /// The columns of the primary key, or else of a unique index on NOT NULL columns (no
+    /// expression, no predicate), in index order; empty when the table has neither. A row-level
+    /// re-alignment needs it to name rows.
+    pub key: Vec<String>,
 }
 
 impl TableInfo {
@@ -51,6 +58,11 @@ impl TableInfo {
     pub fn key(&self) -> String {
         self.qualified()
     }
+
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
 }
 
 /// List the user tables with storage (relkind `r`), excluding extension members, with their
@@ -58,6 +70,11 @@ impl TableInfo {
 pub async fn list_tables(client: &impl GenericClient) -> Result<Vec<TableInfo>, SqlError> {
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, pg_total_relation_size(c.oid)::int8,
+                (CASE WHEN c.reltuples >= 0 THEN c.reltuples
+                      ELSE pg_relation_size(c.oid) / 32 END)::int8,
+                (SELECT array_agg(ka.attname::text ORDER BY k.ord)
+                   FROM unnest(ki.indkey[0:ki.indnkeyatts - 1]) WITH ORDINALITY k(attnum, ord)
+                   JOIN pg_attribute ka ON ka.attrelid = c.oid AND ka.attnum = k.attnum),
                 a.attname::text, format_type(a.atttypid, a.atttypmod),
                 a.attgenerated <> '',
                 CASE WHEN t.typtype = 'e' THEN true
@@ -72,6 +89,14 @@ pub async fn list_tables(client: &impl GenericClient) -> Result<Vec<TableInfo>, 
          JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
          LEFT JOIN pg_type t ON t.oid = a.atttypid
+         LEFT JOIN LATERAL (
+           SELECT i.indkey, i.indnkeyatts FROM pg_index i
+           WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
+             AND i.indpred IS NULL AND i.indexprs IS NULL
+             AND NOT EXISTS (SELECT 1 FROM pg_attribute na
+                             WHERE na.attrelid = c.oid AND na.attnum = ANY(i.indkey)
+                               AND NOT na.attnotnull)
+           ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid LIMIT 1) ki ON true
          WHERE c.relkind = 'r' AND {USER_NAMESPACE}
            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                            AND d.objid = c.oid AND d.deptype = 'e')
@@ -91,16 +116,18 @@ pub async fn list_tables(client: &impl GenericClient) -> Result<Vec<TableInfo>, 
                 name,
                 bytes: row.get(2),
                 columns: Vec::new(),
+                rows_estimate: row.get(3),
+                key: row.get::<_, Option<Vec<String>>>(4).unwrap_or_default(),
             });
         }
-        let col: Option<String> = row.get(3);
+        let col: Option<String> = row.get(5);
         if let (Some(col), Some(t)) = (col, tables.last_mut()) {
             t.columns.push(Column {
                 name: col,
-                type_name: row.get(4),
-                generated: row.get(5),
-                binary_safe: row.get(6),
-                hash_native: row.get(7),
+                type_name: row.get(6),
+                generated: row.get(7),
+                binary_safe: row.get(8),
+                hash_native: row.get(9),
             });
         }
     }

@@ -10,6 +10,7 @@ const CHUNK: usize = 64 * 1024;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::compare::RateLimit;
 use crate::schema::{quote_ident, SqlContext, SqlError, TableInfo};
 
 /// What was copied for one table.
@@ -24,8 +25,28 @@ pub struct TableCopy {
     pub bytes: u64,
     /// `binary` or `text`.
     pub format: &'static str,
+    /// `table`: emptied and copied whole; `rows`: only the rows that differ replaced.
+    pub method: &'static str,
+    /// For `rows`: buckets compared and rows replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<super::rows::ChunkFigures>,
     /// Wall time.
     pub duration_ms: u64,
+}
+
+impl TableCopy {
+    /// Nothing copied yet.
+    pub(crate) fn empty(table: &TableInfo, method: &'static str) -> Self {
+        Self {
+            table: table.key(),
+            rows: 0,
+            bytes: 0,
+            format: "binary",
+            method,
+            chunks: None,
+            duration_ms: 0,
+        }
+    }
 }
 
 /// Copy `table` from `source` (in the snapshot) into `target` (in the target transaction,
@@ -34,6 +55,18 @@ pub(crate) async fn copy_table(
     source: &Client,
     target: &Client,
     table: &TableInfo,
+    limit: Option<&RateLimit>,
+) -> Result<TableCopy, SqlError> {
+    copy_rows(source, target, table, None, limit).await
+}
+
+/// Copy the rows of `table` matching `filter` (all when `None`) from `source` into `target`.
+pub(crate) async fn copy_rows(
+    source: &Client,
+    target: &Client,
+    table: &TableInfo,
+    filter: Option<&str>,
+    limit: Option<&RateLimit>,
 ) -> Result<TableCopy, SqlError> {
     let started = Instant::now();
     let cols: Vec<String> = table
@@ -51,8 +84,12 @@ pub(crate) async fn copy_table(
         .copy_in::<_, bytes::Bytes>(&format!("COPY {q} ({list}) FROM STDIN (FORMAT {format})"))
         .await
         .ctx(&what)?;
+    let from = match filter {
+        None => format!("{q} ({list})"),
+        Some(f) => format!("(SELECT {list} FROM ONLY {q} WHERE {f})"),
+    };
     let stream = source
-        .copy_out(&format!("COPY {q} ({list}) TO STDOUT (FORMAT {format})"))
+        .copy_out(&format!("COPY {from} TO STDOUT (FORMAT {format})"))
         .await
         .ctx(&what)?;
     // The server sends one CopyData message per row; forwarding them one by one costs a
@@ -66,6 +103,9 @@ pub(crate) async fn copy_table(
         bytes += row.len() as u64;
         buf.extend_from_slice(&row);
         if buf.len() >= CHUNK {
+            if let Some(l) = limit {
+                l.charge(buf.len() as u64).await;
+            }
             sink.send(buf.split().freeze()).await.ctx(&what)?;
         }
     }
@@ -78,6 +118,8 @@ pub(crate) async fn copy_table(
         rows,
         bytes,
         format,
+        method: "table",
+        chunks: None,
         duration_ms: crate::report::elapsed_ms(started),
     })
 }

@@ -23,6 +23,7 @@ pub(crate) mod copy;
 pub(crate) mod ddl;
 pub(crate) mod dump;
 mod mode;
+pub(crate) mod rows;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +31,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::compare::{
-    compare_sides, CompareError, CompareReport, Method, Side, SideError, SideMode,
+    compare_sides, CompareError, CompareReport, Limits, Method, Rate, Scope, Side, SideError,
+    SideMode,
 };
 use crate::conn::Target;
 use crate::report::elapsed_ms;
@@ -39,6 +41,7 @@ pub use copy::TableCopy;
 pub use dump::DumpError;
 pub use mode::SyncMode;
 use mode::{choose_mode, SyncPlan};
+pub use rows::ChunkFigures;
 
 /// A progress line sink (the CLI prints them; the controller may log them).
 pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
@@ -52,6 +55,10 @@ pub struct SyncOptions {
     pub force: bool,
     /// Snapshot workers per server for the comparison.
     pub jobs: usize,
+    /// Copy differing tables whole even when they have a key (no row-level re-alignment).
+    pub whole_tables: bool,
+    /// Read at most this many bytes per second from each server (comparison and copy).
+    pub max_rate: Option<Rate>,
     /// Receives progress lines, if set.
     pub progress: Option<Progress>,
 }
@@ -62,6 +69,8 @@ impl Default for SyncOptions {
             method: Method::Checksums,
             force: false,
             jobs: 2,
+            whole_tables: false,
+            max_rate: None,
             progress: None,
         }
     }
@@ -73,6 +82,8 @@ impl std::fmt::Debug for SyncOptions {
             .field("method", &self.method)
             .field("force", &self.force)
             .field("jobs", &self.jobs)
+            .field("whole_tables", &self.whole_tables)
+            .field("max_rate", &self.max_rate)
             .finish()
     }
 }
@@ -189,7 +200,15 @@ pub async fn sync(
             ));
         }
     };
-    let compared = compare_sides(&src, &tgt, opts.method, !opts.force, &on_table).await?;
+    let scope = if opts.force {
+        Scope::SchemaOnly
+    } else if opts.whole_tables {
+        Scope::Tables
+    } else {
+        Scope::TablesByBucket
+    };
+    let limits = Limits::new(opts.max_rate);
+    let compared = compare_sides(&src, &tgt, opts.method, scope, &limits, &on_table).await?;
     durations.compare_ms = elapsed_ms(t);
     tgt.release_workers().await?;
     let report = &compared.report;
@@ -200,7 +219,7 @@ pub async fn sync(
         reason,
         tables,
     } = choose_mode(opts.force, report, &source_keys);
-    let tables: Vec<&TableInfo> = compared
+    let mut tables: Vec<&TableInfo> = compared
         .source_tables
         .iter()
         .filter(|t| tables.contains(&t.key()))
@@ -216,6 +235,42 @@ pub async fn sync(
         main.batch_execute("SET LOCAL session_replication_role = replica")
             .await
             .ctx("disabling triggers for the load")?;
+        if mode == SyncMode::Tables {
+            let t = Instant::now();
+            let mut whole = Vec::new();
+            for table in tables {
+                let by_rows = match compared.differing_buckets.get(&table.key()) {
+                    Some((pair, b)) => {
+                        rows::realign(&src.workers[0], main, table, pair, b, &limits).await?
+                    }
+                    None => None,
+                };
+                match by_rows {
+                    Some(c) => {
+                        if let Some(f) = &c.chunks {
+                            say(
+                                &opts,
+                                &format!(
+                                    "re-aligned {} by rows: {} chunks compared, {} differing, \
+                                     {} rows examined, {} deleted, {} inserted in {} ms",
+                                    c.table,
+                                    f.compared,
+                                    f.differing,
+                                    f.rows_examined,
+                                    f.rows_deleted,
+                                    f.rows_inserted,
+                                    c.duration_ms
+                                ),
+                            );
+                        }
+                        copies.push(c);
+                    }
+                    None => whole.push(table),
+                }
+            }
+            tables = whole;
+            durations.copy_ms += elapsed_ms(t);
+        }
         let t = Instant::now();
         let post_data = if mode == SyncMode::Rebuild {
             let (pre, post) = futures::try_join!(
@@ -248,7 +303,7 @@ pub async fn sync(
         let t = Instant::now();
         let reader = &src.workers[0];
         for table in &tables {
-            let c = copy::copy_table(reader, main, table).await?;
+            let c = copy::copy_table(reader, main, table, limits.source.as_ref()).await?;
             say(
                 &opts,
                 &format!(
@@ -258,7 +313,7 @@ pub async fn sync(
             );
             copies.push(c);
         }
-        durations.copy_ms = elapsed_ms(t);
+        durations.copy_ms += elapsed_ms(t);
 
         let t = Instant::now();
         if let Some(post) = post_data {
