@@ -296,6 +296,12 @@ pub struct ConsistencyCheckSpec {
     /// a difference is reported (condition and Event) and repaired on request.
     #[serde(default)]
     pub auto_repair: bool,
+    /// The most a check reads from each member per second (`32MiB`, `100MB`, `500kB`, bytes
+    /// if no unit), so that a check of the live active member leaves it to its clients;
+    /// `none` for no limit. A check then takes at least the database's size divided by this.
+    #[serde(default = "default_check_max_rate")]
+    #[schemars(regex(pattern = r"^([1-9][0-9]*(B|kB|KB|KiB|MB|MiB|GB|GiB)?|none)$"))]
+    pub max_rate: String,
 }
 
 /// Comparison methods.
@@ -523,6 +529,9 @@ fn default_failback_delay_seconds() -> u32 {
 }
 fn default_check_interval_seconds() -> u32 {
     3600
+}
+fn default_check_max_rate() -> String {
+    "64MiB".into()
 }
 fn default_retention() -> u32 {
     7

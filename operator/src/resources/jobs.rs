@@ -200,6 +200,10 @@ fn command(
                 method(pair),
                 "--json",
             ]);
+            let rate = pair.spec.consistency_check.max_rate.as_str();
+            if kind == JobKind::Check && rate != "none" {
+                push(&["--max-rate", rate]);
+            }
             let force =
                 pair.annotations().get(annotation::SYNC).map(String::as_str) == Some("force");
             if kind == JobKind::Sync && force {
@@ -602,6 +606,17 @@ mod tests {
     /// Every Job's command line is one the entrypoint it runs parses (the same clap argument
     /// types the binary uses): an argument it does not know cannot be rendered unnoticed.
     #[test]
+    fn every_unit_the_spec_allows_for_max_rate_parses_as_a_rate() {
+        // The CRD's pattern for consistencyCheck.maxRate admits these units.
+        for rate in ["7", "7B", "500kB", "2KB", "3KiB", "10MB", "32MiB", "1GB", "1GiB"] {
+            assert!(
+                rate.parse::<receiptdb_postgres::compare::Rate>().is_ok(),
+                "{rate}"
+            );
+        }
+    }
+
+    #[test]
     fn every_job_command_line_parses_as_its_entrypoint() {
         use crate::cli::{Cli, Command};
         use clap::Parser;
@@ -722,10 +737,13 @@ mod tests {
                 "--method",
                 "checksums",
                 "--json",
+                "--max-rate",
+                "64MiB",
                 "--report",
                 TERMINATION_LOG
             ]
         );
+        assert!(!cmd(JobKind::Sync, Member::Secondary).contains(&"--max-rate".to_string()));
         assert!(!cmd(JobKind::Sync, Member::Secondary).contains(&"--force".to_string()));
         let mut forced = p.clone();
         forced
