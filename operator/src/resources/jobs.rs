@@ -608,7 +608,9 @@ mod tests {
     #[test]
     fn every_unit_the_spec_allows_for_max_rate_parses_as_a_rate() {
         // The CRD's pattern for consistencyCheck.maxRate admits these units.
-        for rate in ["7", "7B", "500kB", "2KB", "3KiB", "10MB", "32MiB", "1GB", "1GiB"] {
+        for rate in [
+            "7", "7B", "500kB", "2KB", "3KiB", "10MB", "32MiB", "1GB", "1GiB",
+        ] {
             assert!(
                 rate.parse::<receiptdb_postgres::compare::Rate>().is_ok(),
                 "{rate}"

@@ -7,126 +7,16 @@
 //! Run: `CARGO_TARGET_DIR=/work/target-pgb cargo run --release -p receiptdb-postgres
 //! --features testing --bin bench-sync` (env `BENCH_RUNS`, `BENCH_SCALE` adjust).
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use receiptdb_postgres::compare::{self, CompareOptions, Method};
 use receiptdb_postgres::pgbin::{client_command_std, program};
 use receiptdb_postgres::sync::{self, SyncMode, SyncOptions};
-use receiptdb_postgres::testing::{ClusterOptions, TestCluster};
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn cluster() -> TestCluster {
-    let mut config: Vec<String> = vec![
-        "shared_buffers = 256MB".into(),
-        "max_wal_size = 4GB".into(),
-        "checkpoint_timeout = 30min".into(),
-        "maintenance_work_mem = 256MB".into(),
-        "synchronous_commit = off".into(),
-    ];
-    // External replication mode needs no WAL streaming: with wal_level = minimal, data loaded
-    // into tables created in the same transaction (sync's rebuild) is not WAL-logged.
-    if std::env::var_os("BENCH_WAL_MINIMAL").is_some() {
-        config.push("wal_level = minimal".into());
-        config.push("max_wal_senders = 0".into());
-    }
-    TestCluster::start_with(ClusterOptions {
-        config,
-        checksums: true,
-    })
-}
-
-async fn generate(c: &TestCluster, scale: usize) -> Res<()> {
-    let wide_rows = 40_000 * scale;
-    let narrow_rows = 150_000 * scale;
-    let mut jobs = Vec::new();
-    for i in 1..=20 {
-        let client = c.client("bench").await;
-        let sql = if i <= 6 {
-            let parts: Vec<String> = (0..25).map(|_| "md5(random()::text)".to_string()).collect();
-            format!(
-                "CREATE TABLE t{i:02} (id bigint PRIMARY KEY, created timestamptz NOT NULL, body text);
-                 INSERT INTO t{i:02} SELECT g, now() - g * interval '1 s', {} FROM generate_series(1, {wide_rows}) g;",
-                parts.join(" || ")
-            )
-        } else {
-            format!(
-                "CREATE TABLE t{i:02} (id bigint PRIMARY KEY, patient int NOT NULL, amount numeric(12,2),
-                     issued date, at timestamptz, code text, flag bool);
-                 CREATE INDEX ON t{i:02} (patient);
-                 INSERT INTO t{i:02} SELECT g, (random() * 100000)::int, round((random() * 10000)::numeric, 2),
-                     date '2020-01-01' + (g % 1500), now() - g * interval '1 min',
-                     substr(md5(g::text), 1, 12), g % 3 = 0
-                 FROM generate_series(1, {narrow_rows}) g;"
-            )
-        };
-        jobs.push(tokio::spawn(
-            async move { client.batch_execute(&sql).await },
-        ));
-        if jobs.len() == 2 {
-            for j in jobs.drain(..) {
-                j.await??;
-            }
-        }
-    }
-    for j in jobs {
-        j.await??;
-    }
-    c.client("bench")
-        .await
-        .batch_execute("VACUUM ANALYZE")
-        .await?;
-    Ok(())
-}
-
-fn run_shell(what: &str, mut cmd: Command) -> Res<()> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(())
-}
-
-/// The runbook's copy: `pg_dump --clean | psql` into the existing target.
-fn dump_psql(src: &TestCluster, tgt: &TestCluster) -> Res<Duration> {
-    let t = Instant::now();
-    let mut dump = client_command_std("pg_dump", &src.target("bench"))
-        .args(["--clean", "--if-exists"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = dump.stdout.take().ok_or("no stdout")?;
-    let psql = client_command_std("psql", &tgt.target("bench"))
-        .args(["-q", "-X", "-v", "ON_ERROR_STOP=1"])
-        .stdin(stdout)
-        .stdout(Stdio::null())
-        .status()?;
-    let d = dump.wait()?;
-    if !psql.success() || !d.success() {
-        return Err("pg_dump | psql failed".into());
-    }
-    Ok(t.elapsed())
-}
+use receiptdb_postgres::testing::bench::{
+    cluster, cpu_seconds, dump_psql, env_num, generate, loadavg, median, num_cpus, run_shell, secs,
+    size, version, Res,
+};
+use receiptdb_postgres::testing::TestCluster;
 
 /// `pg_dump -Fd -j2` then `pg_restore -j2 --clean` into the existing target.
 fn dump_dir_restore(src: &TestCluster, tgt: &TestCluster) -> Res<(Duration, Duration)> {
@@ -144,15 +34,6 @@ fn dump_dir_restore(src: &TestCluster, tgt: &TestCluster) -> Res<(Duration, Dura
         .arg(&out);
     run_shell("pg_restore", cmd)?;
     Ok((dumped, t.elapsed()))
-}
-
-async fn size(c: &TestCluster) -> Res<i64> {
-    let row = c
-        .client("bench")
-        .await
-        .query_one("SELECT pg_database_size('bench')", &[])
-        .await?;
-    Ok(row.get(0))
 }
 
 #[tokio::main]
@@ -324,42 +205,4 @@ async fn main() -> Res<()> {
         sums.as_secs_f64() / counts.as_secs_f64()
     );
     Ok(())
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn version(p: &std::path::Path) -> String {
-    Command::new(p)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-/// User + system CPU seconds of this process (the COPY relay's cost).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }

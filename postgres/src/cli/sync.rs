@@ -133,8 +133,16 @@ fn text(r: &SyncOutcome) -> String {
     }
     out.push(format!("action: {:?} ({})", r.mode, r.reason));
     for t in &r.tables {
+        let how = match &t.chunks {
+            Some(c) => format!(
+                "differing rows replaced ({} chunks compared, {} differing; {} rows deleted, \
+                 {} inserted)",
+                c.compared, c.differing, c.rows_deleted, c.rows_inserted
+            ),
+            None => "whole table".into(),
+        };
         out.push(format!(
-            "  {}: {} rows, {} bytes, {} in {} ms",
+            "  {}: {how}: {} rows, {} bytes, {} in {} ms",
             t.table, t.rows, t.bytes, t.format, t.duration_ms
         ));
     }

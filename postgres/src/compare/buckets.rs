@@ -21,8 +21,11 @@ use crate::schema::{quote_ident, SqlContext, SqlError};
 
 /// Rows per bucket aimed at when choosing the number of buckets.
 pub(crate) const ROWS_PER_BUCKET: i64 = 1024;
-/// At most this many buckets per table (the grouped scan's hash table stays small).
-const MAX_BUCKETS: i64 = 1 << 16;
+/// At most this many buckets per table. The grouped scan costs more with more groups
+/// (measured on a 1M-row table against the plain checksum: about 1.25x with 16 to 1,000
+/// groups, 2.4x with 62,500); a big differing bucket is split afterwards at little cost
+/// (integer keys), or listed whole (other keys).
+const MAX_BUCKETS: i64 = 1 << 10;
 
 /// Row count and exact sum of row hashes of one bucket.
 pub(crate) type BucketFigures = BTreeMap<i64, (i64, i128)>;
@@ -51,7 +54,7 @@ pub(crate) enum Bucketing {
 /// The number of buckets for about `rows` rows: a power of two, 1 to [`MAX_BUCKETS`].
 pub(crate) fn bucket_count(rows: i64) -> i64 {
     let wanted = (rows.max(1) / ROWS_PER_BUCKET).clamp(1, MAX_BUCKETS);
-    // wanted ≤ 2^16, so the next power of two fits.
+    // wanted ≤ MAX_BUCKETS, so the next power of two fits.
     i64::try_from(u64::try_from(wanted).unwrap_or(1).next_power_of_two()).unwrap_or(MAX_BUCKETS)
 }
 
@@ -126,7 +129,7 @@ impl Bucketing {
         format!(
             "SELECT b, n, div(s, 4294967296)::int8, mod(s, 4294967296)::int8 FROM \
              (SELECT b, count(*) AS n, coalesce(sum(h), 0) AS s FROM \
-              (SELECT {} AS b, {} AS h FROM ONLY {}{}) r GROUP BY 1) g",
+              (SELECT {} AS b, {} AS h FROM ONLY {}{} OFFSET 0) r GROUP BY 1) g",
             self.expr(),
             pair.row_hash(),
             pair.qualified,
@@ -254,7 +257,8 @@ mod tests {
         assert_eq!(bucket_count(1000), 1);
         assert_eq!(bucket_count(3000), 2);
         assert_eq!(bucket_count(5000), 4);
-        assert_eq!(bucket_count(10_000_000), 16384);
+        assert_eq!(bucket_count(300_000), 512);
+        assert_eq!(bucket_count(10_000_000), MAX_BUCKETS);
         assert_eq!(bucket_count(i64::MAX), MAX_BUCKETS);
     }
 

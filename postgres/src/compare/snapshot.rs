@@ -119,8 +119,13 @@ impl Side {
 async fn open_worker(target: &Target, snapshot: &str, app: &str) -> Result<Client, SideError> {
     let c = target.connect(CONNECT_TIMEOUT).await?;
     session_setup(&c, app).await?;
+    // No parallel query workers: a comparison uses exactly `--jobs` backends per server, a
+    // load that is known in advance on a live primary (raise `--jobs` where there are cores
+    // to spare), and bucketed and plain scans run alike (a grouped scan is not planned in
+    // parallel, a plain one is).
     c.batch_execute(&format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+        "SET max_parallel_workers_per_gather = 0;
+         BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
         quote_literal(snapshot)
     ))
     .await

@@ -13,6 +13,7 @@ use tokio_postgres::Client;
 use crate::conn::Target;
 use crate::pgbin::{hand_to_postgres, server_command};
 
+pub mod bench;
 pub mod members;
 
 /// The superuser password every test cluster is created with (tests also exercise a wrong one).
