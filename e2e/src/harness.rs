@@ -481,6 +481,7 @@ impl World {
                 violations.join("; ")
             },
         ));
+        checks.push(verdict::retryable_errors_check(&errors));
         checks.append(&mut self.extra_checks);
         if failure.is_none() {
             if let Some(c) = checks.iter().find(|c| !c.passed) {

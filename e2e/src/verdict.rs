@@ -6,13 +6,15 @@
 //! - the client Service never selected a member that status marked stale or fenced at that
 //!   moment, and its EndpointSlices never listed two member pods, nor a ready endpoint on a
 //!   member status marked stale;
-//! - no Job ran on a running member's data claim.
+//! - no Job ran on a running member's data claim;
+//! - the writer saw no SQLSTATE outside the client guide's "reconnect and retry" set (runbook
+//!   002): a client that follows the guide treats any other one as a hard failure.
 
 use serde::Serialize;
 
 use crate::clock::Event;
 use crate::observer::{Sample, Selection};
-use crate::writer::Ack;
+use crate::writer::{Ack, WriteError, RECONNECT_CODES};
 
 /// One check's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -120,6 +122,52 @@ pub fn service_checks(samples: &[Sample], selections: &[Selection]) -> Vec<Check
     ]
 }
 
+/// The writer's errors carried only SQLSTATEs the client guide says to retry (57P01, 08006,
+/// 08001). A broken or refused connection is what 08006 and 08001 mean, so it passes; a
+/// timeout carries no SQLSTATE (the recovery figures judge it); a failed write to the mirror
+/// member (external mode) is the redirector's business, not the client's. Anything else, such
+/// as 25006 from a session opened on a write-fenced member or 57P03 from one that is shutting
+/// down, is an error the guide has no answer for.
+pub fn retryable_errors_check(errors: &[WriteError]) -> Check {
+    let is_sqlstate = |c: &str| {
+        c.len() == 5
+            && c.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    };
+    let outside: Vec<&WriteError> = errors
+        .iter()
+        .filter(|e| is_sqlstate(&e.code) && !RECONNECT_CODES.contains(&e.code.as_str()))
+        .collect();
+    if outside.is_empty() {
+        return Check::new(
+            "writer_saw_only_retryable_errors",
+            true,
+            format!(
+                "{} writer errors, none with a SQLSTATE outside {RECONNECT_CODES:?}",
+                errors.len()
+            ),
+        );
+    }
+    let mut by_code = std::collections::BTreeMap::new();
+    for e in &outside {
+        *by_code.entry(e.code.as_str()).or_insert(0usize) += 1;
+    }
+    let first = outside
+        .iter()
+        .take(3)
+        .map(|e| format!("at {} ms {} {}", e.t_ms, e.code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Check::new(
+        "writer_saw_only_retryable_errors",
+        false,
+        format!(
+            "{} writer errors with a SQLSTATE outside {RECONNECT_CODES:?} ({by_code:?}); first: {first}",
+            outside.len()
+        ),
+    )
+}
+
 /// Last acknowledgement before the fault to the first after it, where "the fault" is when the
 /// client first felt it: its first error at or after the injection (a commit already in flight
 /// when the postmaster is killed may still be acknowledged a few ms later; that is not the
@@ -205,6 +253,38 @@ mod tests {
         assert_eq!(
             member_of_pod("orca-secondary-0"),
             Some(receiptdb_operator::crd::Member::Secondary)
+        );
+    }
+
+    fn error(t_ms: u64, code: &str, expected: bool) -> WriteError {
+        WriteError {
+            t_ms,
+            code: code.into(),
+            expected,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_sqlstate_outside_the_guide_fails_the_verdict() {
+        let retryable = [
+            error(10, "57P01", true),
+            error(20, "connection", true),
+            error(30, "08001", true),
+            error(40, "timeout", false),
+            error(50, "mirror:08006", true),
+        ];
+        assert!(retryable_errors_check(&retryable).passed);
+        assert!(retryable_errors_check(&[]).passed);
+        let mut read_only = retryable.to_vec();
+        read_only.push(error(60, "25006", false));
+        read_only.push(error(70, "57P03", false));
+        let c = retryable_errors_check(&read_only);
+        assert!(!c.passed);
+        assert!(
+            c.detail.contains("\"25006\": 1") && c.detail.contains("57P03"),
+            "{}",
+            c.detail
         );
     }
 

@@ -1,6 +1,8 @@
 //! Property tests of the safety rules (docs/design.md section 3) over random sequences of faults,
 //! operator crashes (a prefix of the actions run, the status write lost) and clock jumps,
-//! with the model world playing the controller loop.
+//! with the model world playing the controller loop. Besides the rules: no client is handed a
+//! session on a write-fenced member, even through a kube-proxy that applies the Service's
+//! changes a second late.
 
 mod decide_support;
 
@@ -180,6 +182,9 @@ fn prior_member(
     }
 }
 
+/// kube-proxy's default `minSyncPeriod`: how late it may program a change of the Service.
+const KUBE_PROXY_LAG_MS: i64 = 1000;
+
 fn run(synchronous: bool, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut w = healthy_world(|s| {
         s.replication.synchronous = Some(synchronous);
@@ -192,6 +197,15 @@ fn run(synchronous: bool, steps: Vec<Step>) -> Result<(), TestCaseError> {
         check_pass(&w, synchronous)?;
         let before = w.status().active_member;
         w.pass(st.crash_after, st.lose_status);
+        // No client is handed a session on a member whose writes are fenced, even through a
+        // kube-proxy that programs the Service's changes up to a second late.
+        let read_only = w.read_only_sessions(KUBE_PROXY_LAG_MS);
+        prop_assert!(
+            read_only.is_empty(),
+            "clients may reach write-fenced {:?}; Service changes {:?}",
+            read_only,
+            w.service_changes
+        );
         w.tick(st.ms, true);
         // Synchronous mode: whoever serves after a change of active member has every
         // acknowledged commit.

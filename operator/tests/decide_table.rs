@@ -7,7 +7,7 @@ use receiptdb_operator::crd::{
     condition, FailbackPolicy, Member, OperationKind, OperationStep, Phase, ReplicationMode,
 };
 use receiptdb_operator::pair::{
-    decide, is_true, Action, JobKind, Reported, SpecProblem, SyncRequest,
+    decide, is_true, Action, JobKind, Reported, SpecProblem, SyncRequest, DETACH_GRACE,
 };
 use receiptdb_postgres::actions::Lsn;
 use receiptdb_postgres::job_report::{BackupReport, Entrypoint};
@@ -762,6 +762,74 @@ fn planned_switchover_waits_for_replay_and_clears_the_annotation() {
     );
     assert!(w.run_until(60, |w| !w.status().primary.stale
         && is_true(&w.status(), condition::IN_SYNC)));
+}
+
+#[test]
+fn planned_switchover_moves_clients_off_before_fencing_writes() {
+    let mut w = healthy_world(|s| s.failover.failback = FailbackPolicy::Manual);
+    w.request_switchover(S);
+    let (mut detached, mut fenced) = (None, None);
+    for _ in 0..60 {
+        let d = w.pass(None, false);
+        if d.desired.as_ref().unwrap().service_selects.is_none() {
+            detached.get_or_insert(w.now);
+        }
+        if has(&d, |a| *a == Action::FenceWrites { member: P }) {
+            fenced.get_or_insert(w.now);
+            assert!(
+                detached.is_some(),
+                "writes fenced while the Service selects P"
+            );
+        }
+        assert_eq!(w.read_only_sessions(1000), [], "{:?}", w.service_changes);
+        w.tick(200, true);
+        if w.status().active_member == Some(S) && w.status().operation.is_none() {
+            break;
+        }
+    }
+    let (detached, fenced) = (detached.unwrap(), fenced.expect("writes fenced"));
+    let waited = fenced.duration_since(detached);
+    assert!(
+        waited >= jiff::SignedDuration::try_from(DETACH_GRACE).unwrap(),
+        "fenced {waited:?} after the Service stopped selecting P"
+    );
+    assert_eq!(w.status().active_member, Some(S));
+    assert_eq!(w.lost_on(S), 0);
+}
+
+#[test]
+fn an_aborted_switchover_selects_the_old_member_only_once_its_writes_resume() {
+    let mut w = healthy_world(|s| s.failover.failback = FailbackPolicy::Manual);
+    w.request_switchover(S);
+    assert!(w.run_until(20, |w| w.nodes[idx(P)].read_only));
+    // The target dies before it replayed: the switchover is abandoned, writes on P resume.
+    w.crash(S);
+    let d = w.pass(None, false);
+    assert!(has(&d, |a| *a == Action::UnfenceWrites { member: P }));
+    assert_eq!(
+        d.desired.unwrap().service_selects,
+        None,
+        "P answered read-only when this pass looked"
+    );
+    assert!(!w.node(P).read_only);
+    w.tick(200, true);
+    assert!(w.run_until(5, |w| w.service == Some(Some(P))));
+    assert_eq!(w.status().active_member, Some(P));
+    assert_eq!(w.read_only_sessions(1000), []);
+}
+
+#[test]
+fn a_write_fence_left_on_the_active_member_keeps_clients_off_until_lifted() {
+    let mut w = healthy_world(|_| {});
+    w.node(P).read_only = true; // an interrupted switchover's fence, status lost
+    let d = w.pass(None, false);
+    assert!(has(&d, |a| *a == Action::UnfenceWrites { member: P }));
+    assert_eq!(d.desired.unwrap().service_selects, None);
+    w.tick(200, true);
+    assert_eq!(
+        w.pass(None, false).desired.unwrap().service_selects,
+        Some(P)
+    );
 }
 
 #[test]

@@ -23,6 +23,39 @@ async fn lsn_now(c: &Client) -> receiptdb_postgres::actions::Lsn {
     s.parse().unwrap()
 }
 
+/// A client writing when the fence comes sees its session end (57P01, or the connection
+/// closed), never a write refused as read-only (25006), which clients are not told to retry.
+#[tokio::test]
+async fn fence_ends_a_busy_writer_s_session_before_it_turns_read_only() {
+    let p = primary().await;
+    let pt = p.target("postgres");
+    let setup = p.client("postgres").await;
+    setup.batch_execute("CREATE TABLE t (v int)").await.unwrap();
+    for round in 0..3 {
+        let writer = p.client("postgres").await;
+        let writes = tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                match writer.execute("INSERT INTO t VALUES (1)", &[]).await {
+                    Ok(_) => n += 1,
+                    Err(e) => return (n, e),
+                }
+            }
+        });
+        // Let it write for a moment, so the fence meets it mid-stream.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        fence(&pt, T).await.expect("fence");
+        let (n, err) = writes.await.unwrap();
+        assert!(n > 0, "round {round}: the writer never wrote");
+        let code = err.code().map(|c| c.code().to_string());
+        assert!(
+            code.is_none() || code.as_deref() == Some("57P01"),
+            "round {round}: the writer's session should end, got {code:?}: {err:?}"
+        );
+        unfence(&pt, T).await.expect("unfence");
+    }
+}
+
 #[tokio::test]
 async fn actions_on_a_primary_standby_pair() {
     let p = primary().await;

@@ -179,6 +179,13 @@ pub struct Operation {
     /// Failover: the promoted member's lag when failover was decided (the data at risk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<i64>,
+    /// Switchover: writes on the old active member are fenced no earlier than this: 2 s after
+    /// the client Service was first observed selecting no member, so that kube-proxy no longer
+    /// sends new connections to the old member when its sessions are ended (a client would
+    /// otherwise get a read-only session). Cleared if the Service is seen selecting a member
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_after: Option<MicroTime>,
     /// Switchover: the old active member's WAL position (`X/Y`) once its writes were fenced;
     /// the target is promoted only after replaying up to here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +222,7 @@ impl Operation {
             from: None,
             failing_since: None,
             lag_bytes: None,
+            fence_after: None,
             target_lsn: None,
             force: false,
             request: None,
@@ -296,7 +304,9 @@ pub enum OperationKind {
     JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
 )]
 pub enum OperationStep {
-    /// Stopping writes on the old active member (fence: read-only, sessions ended, or scale 0).
+    /// Stopping writes on the old active member. Failover: scale it to 0. Switchover: detach
+    /// clients first (the client Service selects no member), then make it read-only and end
+    /// its sessions.
     Fencing,
     /// Waiting until the member to promote has replayed everything.
     WaitingForReplay,

@@ -1,7 +1,7 @@
 //! The owned objects' desired shape, derived from the decided status alone, so that applying it
 //! every pass is idempotent and a restarted operator applies the same thing.
 
-use crate::crd::Member;
+use crate::crd::{Member, OperationKind};
 
 use super::context::Cx;
 use super::Desired;
@@ -19,6 +19,14 @@ use super::Desired;
 /// apart instead of a few hundred milliseconds, and kube-proxy, which programs changes at most
 /// once per `minSyncPeriod` (1 s by default), applies the new member at once. Measured on the
 /// local cluster, the held-back change cost 600 ms of a 3 s outage.
+///
+/// Nor does it select a member clients could open only read-only sessions on, where every
+/// write fails with SQLSTATE 25006, an error the client guide (runbook 002) does not tell
+/// clients to retry: the member a streaming switchover is moving away from (its writes are
+/// fenced once clients are off it, `switchover.rs`), and a member whose server reports
+/// `default_transaction_read_only` on (a write fence not yet lifted after an aborted or
+/// interrupted switchover). Clients get connection errors instead, which the guide says to
+/// retry.
 pub(crate) fn compute(cx: &Cx) -> Desired {
     let runs = |m: Member| i32::from(cx.member(m).initialized && !cx.member(m).fenced);
     let pod_ready = |m: Member| {
@@ -27,10 +35,17 @@ pub(crate) fn compute(cx: &Cx) -> Desired {
             .as_ref()
             .is_some_and(|p| p.ready && !p.terminating)
     };
+    let switching_away = |m: Member| {
+        cx.streaming()
+            && cx.status.operation.as_ref().is_some_and(|op| {
+                op.kind == OperationKind::Switchover && op.from.unwrap_or(op.member.other()) == m
+            })
+    };
+    let write_fenced = |m: Member| cx.seen(m).server().is_some_and(|p| p.read_only);
     let service_selects = cx
         .status
         .active_member
-        .filter(|&m| cx.may_serve(m) && pod_ready(m));
+        .filter(|&m| cx.may_serve(m) && pod_ready(m) && !switching_away(m) && !write_fenced(m));
     Desired {
         primary_replicas: runs(Member::Primary),
         secondary_replicas: runs(Member::Secondary),

@@ -43,5 +43,5 @@ pub use realign::discarded;
 pub use spec_error::{
     ready_reason, requeue_after, SpecProblem, MISSING_OBJECT_REQUEUE, SPEC_ERROR_REQUEUE,
 };
-pub use switchover::REPLAY_TIMEOUT;
+pub use switchover::{DETACH_GRACE, REPLAY_TIMEOUT};
 pub use synchronous::CAUGHT_UP_BYTES;

@@ -250,6 +250,10 @@ fn handover_progress(cx: &Cx, op: &Operation) -> String {
             .unwrap_or_else(|| "not answering".to_string())
     };
     match op.step {
+        OperationStep::Fencing if op.kind == OperationKind::Switchover => format!(
+            "{what} from {from} to {to}: the client Service selects no member; {from}'s writes \
+             stop once new connections no longer reach it"
+        ),
         OperationStep::Fencing => format!(
             "{what} from {from} to {to}: waiting until {from} is confirmed down (scaled to 0 and \
              not answering) before promoting {to}"

@@ -60,8 +60,18 @@ pub(crate) fn promote_and_switch(
             _ => return Some(op), // wait for the member to answer; it was healthy when chosen
         }
     }
-    // Switching: the Service selects `to` (desired state); done once it is observed so.
+    // Switching: the Service selects `to` (desired state); done once it is observed so. It
+    // never selects a write-fenced member (`desired.rs`), so a fence `to` still carries (set
+    // while it was a primary before, and not lifted) is lifted here, or the handover would
+    // wait for ever.
     cx.hand_over(from, to);
+    if cx
+        .seen(to)
+        .server()
+        .is_some_and(|p| p.read_only && !p.in_recovery)
+    {
+        cx.act(Action::UnfenceWrites { member: to });
+    }
     if cx.obs.service_selects == Some(Some(to)) {
         switched(cx, &op, from);
         return None;

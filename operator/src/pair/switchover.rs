@@ -1,12 +1,22 @@
 //! Planned switchover (`receiptdb.io/switchover-to`, or automatic failback to `primary`).
 //!
-//! Streaming: stop writes on the active member (`FenceWrites`), wait until the target has
-//! replayed everything the old one wrote, scale the old one down (stale and fenced, it is
-//! rejoined afterwards), promote the target, point the Service at it. No commit is lost: the
-//! old member accepted none after its position was recorded. Anything going wrong before the
-//! old member is scaled down aborts the switchover and lifts the write fence.
+//! Streaming: move clients off the active member (the client Service selects no member, so
+//! new connections are refused), stop its writes (`FenceWrites`: read-only, sessions ended),
+//! wait until the target has replayed everything the old one wrote, scale the old one down
+//! (stale and fenced, it is rejoined afterwards), promote the target, point the Service at it.
+//! No commit is lost: the old member accepted none after its position was recorded. Anything
+//! going wrong before the old member is scaled down aborts the switchover and lifts the write
+//! fence.
+//!
+//! Clients see only the errors the client guide (runbook 002) tells them to retry: their
+//! sessions end with 57P01 and reconnecting fails (08001) until the Service selects the new
+//! member. The order matters: fencing writes while the Service still sent new connections to
+//! the old member gave every reconnecting client a read-only session, and every write failed
+//! with 25006 until the Service moved.
 
 use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use crate::crd::{annotation, FailbackPolicy, Member, Operation, OperationKind, OperationStep};
 
@@ -18,6 +28,15 @@ use super::Action;
 /// A switchover that cannot reach the fully-replayed state within this time is abandoned: the
 /// old member's writes stay fenced meanwhile, so clients cannot write.
 pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long after the client Service is observed selecting no member the old member's writes
+/// are fenced. The Service's selector is only where the change starts: the EndpointSlice
+/// controller then empties the Service's slices, and kube-proxy on every node programs the
+/// change at most once per `minSyncPeriod` (1 s by default). Until it has, a client that
+/// reconnects still reaches the old member, so fencing earlier would hand it a read-only
+/// session. Sessions already open keep writing meanwhile (kube-proxy leaves established
+/// connections alone), so the wait delays the switchover, not the clients.
+pub const DETACH_GRACE: Duration = Duration::from_secs(2);
 
 /// Handle a switchover request or an automatic failback. Returns true when it acted.
 pub(crate) fn plan(cx: &mut Cx) -> bool {
@@ -176,7 +195,9 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
                 op.step = OperationStep::WaitingForReplay;
             }
             _ => {
-                cx.act(Action::FenceWrites { member: from });
+                if clients_detached(cx, &mut op) {
+                    cx.act(Action::FenceWrites { member: from });
+                }
                 return Some(op);
             }
         }
@@ -193,6 +214,30 @@ pub(crate) fn advance(cx: &mut Cx, mut op: Operation) -> Option<Operation> {
         }
     }
     promote_and_switch(cx, op, from)
+}
+
+/// Whether clients are off the old member: the client Service has been observed selecting no
+/// member for [`DETACH_GRACE`] (the Service selects none from the switchover's first pass on,
+/// `desired.rs`). The wait starts at the first such observation and starts over when the
+/// Service is seen selecting a member again; a clock that jumped back cannot stretch it.
+fn clients_detached(cx: &mut Cx, op: &mut Operation) -> bool {
+    if cx.obs.service_selects != Some(None) {
+        op.fence_after = None;
+        return false;
+    }
+    let latest = cx.after(DETACH_GRACE).0;
+    let after = match &op.fence_after {
+        Some(t) if t.0 <= latest => t.0,
+        _ => latest,
+    };
+    op.fence_after = Some(MicroTime(after));
+    match after.duration_since(cx.now).try_into() {
+        Ok(left) if left > Duration::ZERO => {
+            cx.requeue_within(left);
+            false
+        }
+        _ => true,
+    }
 }
 
 fn abort_reason(cx: &Cx, op: &Operation, from: Member, target: Member) -> Option<String> {

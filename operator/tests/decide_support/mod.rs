@@ -82,6 +82,8 @@ pub struct World {
     pub pair: ReceiptDbPair,
     pub nodes: [Node; 2],
     pub service: Option<Option<Member>>,
+    /// Every change of the Service's selector: (when, what it selects).
+    pub service_changes: Vec<(Timestamp, Option<Member>)>,
     pub jobs: Vec<JobObservation>,
     pub now: Timestamp,
     pub requests: Requests,
@@ -112,6 +114,7 @@ impl World {
             pair,
             nodes: [Node::default(), Node::default()],
             service: None,
+            service_changes: Vec::new(),
             jobs: Vec::new(),
             now: t0(),
             requests: Requests::default(),
@@ -231,6 +234,10 @@ impl World {
                     n.pod_lingers = false;
                     n.crashed = n.data.is_none();
                 }
+            }
+            if self.service != Some(desired.service_selects) {
+                self.service_changes
+                    .push((self.now, desired.service_selects));
             }
             self.service = Some(desired.service_selects);
         }
@@ -502,6 +509,34 @@ impl World {
                 d.lsn = d.lsn.max(lsn.saturating_sub(delay));
             }
         }
+    }
+
+    /// The members a client's new connection may reach now: kube-proxy programs a change of
+    /// the Service up to `lag_ms` after it (its `minSyncPeriod`), so the selection in force
+    /// `lag_ms` ago and every one since.
+    pub fn reachable(&self, lag_ms: i64) -> Vec<Member> {
+        let horizon = self.now - SignedDuration::from_millis(lag_ms);
+        let settled = self
+            .service_changes
+            .iter()
+            .take_while(|(t, _)| *t <= horizon)
+            .last()
+            .into_iter();
+        let recent = self.service_changes.iter().filter(|(t, _)| *t > horizon);
+        settled.chain(recent).filter_map(|(_, m)| *m).collect()
+    }
+
+    /// Members a client may reach (see [`World::reachable`]) that would give it a session on a
+    /// running primary whose writes are fenced: every write there fails with 25006, which the
+    /// client guide does not tell clients to retry.
+    pub fn read_only_sessions(&self, lag_ms: i64) -> Vec<Member> {
+        self.reachable(lag_ms)
+            .into_iter()
+            .filter(|&m| {
+                let n = &self.nodes[idx(m)];
+                n.running() && n.read_only && n.data.as_ref().is_some_and(|d| !d.in_recovery)
+            })
+            .collect()
     }
 
     /// Run passes (with writes) until `done` holds or `max` passes went by.

@@ -20,28 +20,42 @@ pub struct FenceOutcome {
     pub terminated_sessions: u64,
 }
 
-/// Make `target` read-only: `ALTER SYSTEM SET default_transaction_read_only = on`, reload, wait
-/// until the server applies it (so sessions opened from now on are read-only), then terminate
-/// every other client backend, waiting up to 5 s for each to exit. Idempotent.
+/// Make `target` read-only and end its client sessions: terminate every other client backend
+/// (waiting up to 5 s for each to exit), `ALTER SYSTEM SET default_transaction_read_only = on`,
+/// reload, wait until the server applies it (so sessions opened from now on are read-only),
+/// then terminate the client backends again. Idempotent.
+///
+/// Sessions end before the setting changes because a reload reaches open sessions too: a
+/// session still open when it is applied turns read-only, and its next write fails with 25006
+/// (an error clients are not told to retry) instead of the session ending with 57P01 (which
+/// they are). The second round ends sessions opened meanwhile.
 pub async fn fence(target: &Target, timeout: Duration) -> Result<FenceOutcome, ActionError> {
     with_timeout(target, "fence", timeout, async {
         let client = target.connect(timeout).await?;
+        let before = terminate_client_sessions(&client, target).await?;
         set_read_only(&client, target, true).await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FILTER (WHERE t) FROM (
-                   SELECT pg_terminate_backend(pid, 5000) AS t FROM pg_stat_activity
-                   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) s",
-                &[],
-            )
-            .await
-            .map_err(query_err(target, "fence: pg_terminate_backend()"))?;
-        let n: i64 = row.get(0);
+        let after = terminate_client_sessions(&client, target).await?;
         Ok(FenceOutcome {
-            terminated_sessions: u64::try_from(n).unwrap_or(0),
+            terminated_sessions: before + after,
         })
     })
     .await
+}
+
+/// Terminate every client backend but our own, waiting up to 5 s for each to exit; how many
+/// were terminated.
+async fn terminate_client_sessions(client: &Client, target: &Target) -> Result<u64, ActionError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE t) FROM (
+               SELECT pg_terminate_backend(pid, 5000) AS t FROM pg_stat_activity
+               WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) s",
+            &[],
+        )
+        .await
+        .map_err(query_err(target, "fence: pg_terminate_backend()"))?;
+    let n: i64 = row.get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Undo [`fence`]: `ALTER SYSTEM RESET default_transaction_read_only`, reload, and wait until
