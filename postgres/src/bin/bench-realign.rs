@@ -10,7 +10,8 @@
 //!
 //! Not a test: it prints figures, which depend on the machine. Two throwaway clusters here.
 //! Run: `cargo run --release -p receiptdb-postgres --features testing --bin bench-realign`
-//! (env `BENCH_RUNS` (3), `BENCH_CLAIMS_MB` (1100), `BENCH_RATE` (64MiB), `BENCH_WINDOW_S` (20)).
+//! (env `BENCH_RUNS` (3), `BENCH_CLAIMS_MB` (1100), `BENCH_RATES` (`64MiB,16MiB`: the limits
+//! tried under the writer), `BENCH_WINDOW_S` (20); `BENCH_LATENCY_ONLY=1` skips the runs).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -206,9 +207,13 @@ async fn main() -> Res<()> {
     let runs = env_num("BENCH_RUNS", 3);
     let claims_mb = env_num("BENCH_CLAIMS_MB", 1100);
     let window = Duration::from_secs(env_num("BENCH_WINDOW_S", 20) as u64);
-    let rate: Rate = std::env::var("BENCH_RATE")
-        .unwrap_or_else(|_| "64MiB".into())
-        .parse()?;
+    let rates: Vec<Rate> = std::env::var("BENCH_RATES")
+        .unwrap_or_else(|_| "64MiB,16MiB".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let rate = rates.first().copied().ok_or("BENCH_RATES is empty")?;
+    let latency_only = std::env::var_os("BENCH_LATENCY_ONLY").is_some();
     let (src, tgt) = (cluster(), cluster());
     src.create_db("bench").await;
     tgt.create_db("bench").await;
@@ -239,7 +244,7 @@ async fn main() -> Res<()> {
 
     let (mut full, mut runbook, mut one_table, mut ten_rows) = (vec![], vec![], vec![], vec![]);
     let (mut counts, mut sums, mut scans) = (vec![], vec![], vec![]);
-    for run in 1..=runs {
+    for run in (1..=runs).filter(|_| !latency_only) {
         println!("run {run}:");
         let t = Instant::now();
         sync::sync(&src.target("bench"), &tgt.target("bench"), force.clone()).await?;
@@ -280,23 +285,33 @@ async fn main() -> Res<()> {
     }
     let limited = check(&src, &tgt, Method::Checksums, Some(rate)).await?;
     println!("check checksums --max-rate {rate}: {}", secs(limited));
+    let mut lat = Vec::new();
+    let mut loads = vec![
+        ("no check".to_string(), None),
+        ("checks back to back, no limit".to_string(), Some(None)),
+    ];
+    for r in &rates {
+        loads.push((
+            format!("checks back to back, --max-rate {r}"),
+            Some(Some(*r)),
+        ));
+    }
 
     println!("\ncommit latency, one writer (a commit every 5 ms, synchronous_commit on), {window:?} each:");
-    let mut lat = Vec::new();
-    for (label, load) in [
-        ("no check", None),
-        ("checks back to back, no limit", Some(None)),
-        ("checks back to back, --max-rate", Some(Some(rate))),
-    ] {
+    for (label, load) in loads {
         let (l, n) = latency_under_checks(&src, &tgt, load, window).await?;
         println!(
-            "  {label}: {} commits, p50 {}, p99 {}, max {} ({n} checks finished)",
+            "  {label}: {} commits, p50 {}, p90 {}, p99 {}, max {} ({n} checks finished)",
             l.len(),
             ms(pct(&l, 0.5)),
+            ms(pct(&l, 0.9)),
             ms(pct(&l, 0.99)),
             ms(pct(&l, 1.0))
         );
         lat.push((label, l, n));
+    }
+    if latency_only {
+        return Ok(());
     }
 
     let (full, runbook) = (median(full), median(runbook));
@@ -340,13 +355,14 @@ async fn main() -> Res<()> {
         "| `check --method checksums --max-rate {rate}` | {} | |",
         secs(limited)
     );
-    println!("\n| writer during | commits | p50 | p99 | max | checks finished |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("\n| writer during | commits | p50 | p90 | p99 | max | checks finished |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (label, l, n) in &lat {
         println!(
-            "| {label} | {} | {} | {} | {} | {n} |",
+            "| {label} | {} | {} | {} | {} | {} | {n} |",
             l.len(),
             ms(pct(l, 0.5)),
+            ms(pct(l, 0.9)),
             ms(pct(l, 0.99)),
             ms(pct(l, 1.0))
         );

@@ -2,10 +2,10 @@
 //! member leaves it to its clients.
 //!
 //! Each server gets its own limit. Tables are read in slices of heap blocks (`ctid` ranges,
-//! a TID range scan, PostgreSQL 14 and later) of about a quarter second's worth of the limit,
+//! a TID range scan, PostgreSQL 14 and later) of a sixteenth of a second's worth of the limit,
 //! and a slice starts only when the bytes read so far fit the limit since the start; so the
 //! average rate over any stretch longer than a slice stays at or under the limit, and a burst
-//! is at most one slice. Rows copied by `sync` are charged as their COPY bytes.
+//! at full speed is at most one slice (short bursts: a commit that lands in one waits less). Rows copied by `sync` are charged as their COPY bytes.
 
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -110,9 +110,9 @@ impl RateLimit {
         }
     }
 
-    /// Bytes per slice: a quarter second's worth, within 1 to 64 MiB, whole blocks.
+    /// Bytes per slice: a sixteenth of a second's worth, within 1 to 64 MiB, whole blocks.
     pub fn slice_bytes(&self) -> u64 {
-        (self.rate / 4).clamp(MIN_SLICE, MAX_SLICE) / BLOCK * BLOCK
+        (self.rate / 16).clamp(MIN_SLICE, MAX_SLICE) / BLOCK * BLOCK
     }
 
     /// Account for `bytes` about to be read; wait until reading them keeps the average rate
@@ -198,8 +198,8 @@ mod tests {
     }
 
     #[test]
-    fn slices_are_a_quarter_second_within_bounds() {
-        assert_eq!(RateLimit::new(Rate(32 << 20)).slice_bytes(), 8 << 20);
+    fn slices_are_a_sixteenth_of_a_second_within_bounds() {
+        assert_eq!(RateLimit::new(Rate(32 << 20)).slice_bytes(), 2 << 20);
         assert_eq!(RateLimit::new(Rate(1000)).slice_bytes(), MIN_SLICE);
         assert_eq!(RateLimit::new(Rate(1 << 40)).slice_bytes(), MAX_SLICE);
     }
