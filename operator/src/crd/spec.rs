@@ -297,7 +297,7 @@ pub struct ConsistencyCheckSpec {
     #[serde(default)]
     pub auto_repair: bool,
     /// The most a check reads from each member per second (`32MiB`, `100MB`, `500kB`, bytes
-    /// if no unit), so that a check of the live active member leaves it to its clients;
+    /// if no unit), so that a check takes a bounded share of the live active member's reads;
     /// `none` for no limit. A check then takes at least the database's size divided by this.
     #[serde(default = "default_check_max_rate")]
     #[schemars(regex(pattern = r"^([1-9][0-9]*(B|kB|KB|KiB|MB|MiB|GB|GiB)?|none)$"))]

@@ -64,7 +64,7 @@ impl FromStr for Rate {
 
 impl std::fmt::Display for Rate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0 % (1 << 20) == 0 {
+        if self.0.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", self.0 >> 20)
         } else {
             write!(f, "{}", self.0)
