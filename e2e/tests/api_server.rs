@@ -164,6 +164,12 @@ async fn transition_rules_refuse_changes_after_creation() {
                    "replication": {"mode": "external", "synchronous": false}}),
             "replication.mode cannot change after creation",
         ),
+        (
+            // Created with the default image, postgres:15-bookworm.
+            json!({"storage": {"size": "1Gi"}, "clientService": {"name": "receipts"},
+                   "postgres": {"image": "registry.example:5000/library/postgres:16.4-bookworm"}}),
+            "the image's PostgreSQL major version",
+        ),
     ] {
         refused_with(
             apply(&c, &ns.name, &pair("orca", spec), true).await,
@@ -173,6 +179,19 @@ async fn transition_rules_refuse_changes_after_creation() {
     apply(&c, &ns.name, &pair("orca", json!({"storage": {"size": "1Gi"}, "clientService": {"name": "receipts"}, "failover": {"delaySeconds": 5}})), true)
         .await
         .expect("other fields may change");
+    // The same major version from another registry, a digest alone (nothing to compare), and
+    // back to a tag of the same major version: admitted.
+    for image in [
+        "registry.example:5000/library/postgres:15.8",
+        "registry.example/postgres@sha256:4f2a0c8b5e6d7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708",
+        "docker.io/library/postgres:15-bookworm",
+    ] {
+        let spec = json!({"storage": {"size": "1Gi"}, "clientService": {"name": "receipts"},
+                          "postgres": {"image": image}});
+        apply(&c, &ns.name, &pair("orca", spec), true)
+            .await
+            .unwrap_or_else(|e| panic!("{image} refused: {e:?}"));
+    }
 }
 
 #[tokio::test]

@@ -80,7 +80,13 @@ pub struct ReceiptDbPairSpec {
 pub struct PostgresSpec {
     /// Member image: PostgreSQL server and client programs (initdb, pg_basebackup, pg_rewind,
     /// pg_dump) of one major version. Jobs run this image too, so tools match the server.
+    /// Its major version (the leading number of the tag, as in `postgres:15-bookworm`) cannot
+    /// change once the pair exists: the data directories belong to that major version, and
+    /// major upgrades are not done yet. An image named by digest alone, or with a tag that does
+    /// not start with a number, is not checked.
     #[serde(default = "default_image")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_MAJOR_UNCHANGED).message("the image's PostgreSQL major version (the leading number of its tag) cannot change: the members' data belongs to the major version they run, and major upgrades are not supported yet"))]
     pub image: String,
     /// Image pull policy for the member image.
     #[serde(default = "default_pull_policy")]
@@ -484,6 +490,14 @@ pub struct MaintenanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<Member>,
 }
+
+/// CEL: the tag's leading number (before any `@digest`) is the same before and after, or one
+/// of them has none.
+const IMAGE_MAJOR_UNCHANGED: &str = "self == oldSelf \
+    || self.find('^[^@]*').find(':[0-9]+[^:/]*$').find('[0-9]+') == '' \
+    || oldSelf.find('^[^@]*').find(':[0-9]+[^:/]*$').find('[0-9]+') == '' \
+    || self.find('^[^@]*').find(':[0-9]+[^:/]*$').find('[0-9]+') \
+       == oldSelf.find('^[^@]*').find(':[0-9]+[^:/]*$').find('[0-9]+')";
 
 fn default_image() -> String {
     "docker.io/library/postgres:15-bookworm".to_string()
