@@ -337,6 +337,43 @@ fn the_failover_delay_counts_from_when_failing_began_to_the_millisecond() {
     assert!(d.status.operation.is_some(), "2.1 s: failing over");
 }
 
+/// A probe to a lost node fails only after `probeTimeoutSeconds`: the member has not answered
+/// since the probe began, so the delay counts from then, and the next pass starts a probe
+/// timeout before the delay runs out (on the real cluster a lost primary's failover started
+/// 3.1 s after its first failed probe with a 2 s delay).
+#[test]
+fn a_failure_counts_from_the_start_of_the_probe_that_found_it() {
+    let mut w = healthy_world(|s| {
+        s.failover.delay_seconds = 2;
+        s.failover.probe_timeout_seconds = 1;
+    });
+    w.crash(P);
+    let mut obs = w.observe();
+    let probe_began = w
+        .now
+        .checked_sub(jiff::SignedDuration::from_secs(1))
+        .unwrap();
+    obs.probed_at = Some(probe_began);
+    let d = decide(&w.pair, &obs, w.now);
+    assert_eq!(
+        d.status.primary.failing_since.as_ref().map(|t| t.0),
+        Some(probe_began)
+    );
+    assert!(d.status.operation.is_none(), "1 s of a 2 s delay");
+    assert_eq!(
+        d.requeue_after,
+        receiptdb_operator::pair::FAST,
+        "1 s left, and the next probe may take 1 s: the next pass is due at once"
+    );
+    w.pair.status = Some(d.status);
+    w.tick(1000, false);
+    let d = w.pass(None, false);
+    assert!(
+        d.status.operation.is_some(),
+        "2 s after the probe began: failing over"
+    );
+}
+
 #[test]
 fn failover_target_dying_mid_promotion_is_reported_and_resumed() {
     let mut w = healthy_world(|s| s.failover.delay_seconds = 2);

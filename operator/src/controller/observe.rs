@@ -95,6 +95,7 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
     let mut out = assemble(pair, &objects);
     // Probe every member with a running pod, in parallel, each under the spec's timeout.
     let timeout = Duration::from_secs(u64::from(pair.spec.failover.probe_timeout_seconds.max(1)));
+    out.observation.probed_at = Some(ctx.now());
     let probes = Member::ALL.map(|member| {
         let running = member_pod(pair, member, &objects.pods).is_some_and(pod_running);
         let target = running.then(|| out.target(pair, member)).flatten();

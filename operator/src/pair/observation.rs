@@ -33,6 +33,10 @@ pub struct Observation {
     pub requests: Requests,
     /// The newest finished Job of the scheduled backup (the CronJob's), if any.
     pub last_backup_job: Option<FinishedBackup>,
+    /// When the members' probes started. A member that failed its probe has not answered since
+    /// then, so its `failingSince` is this time rather than the decision's (a probe to a lost
+    /// node only fails after `failover.probeTimeoutSeconds`). `None`: the decision's time.
+    pub probed_at: Option<jiff::Timestamp>,
 }
 
 /// A finished Job of the scheduled backup.

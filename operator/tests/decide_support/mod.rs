@@ -198,6 +198,8 @@ impl World {
             jobs: self.jobs.clone(),
             requests: self.requests.clone(),
             last_backup_job: None,
+            // The model's probes answer at once.
+            probed_at: Some(self.now),
         }
     }
 
