@@ -220,6 +220,11 @@ impl Cluster {
             .context("no operator pod")
     }
 
+    /// The cluster's state directory and names.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.state_dir)
+    }
+
     /// Where the cluster keeps its logs (for failure messages).
     pub fn logs(&self) -> PathBuf {
         Layout::new(&self.state_dir).logs()

@@ -57,6 +57,8 @@ pub struct World {
     pub spec: ReceiptDbPairSpec,
     pub password: String,
     pub extra_checks: Vec<Check>,
+    /// Nodes a fault left lost or cut off, repaired at the end whatever happens.
+    pub(crate) broken_nodes: Vec<crate::node_faults::BrokenNode>,
     opts: Options,
 }
 
@@ -117,6 +119,7 @@ impl World {
             spec,
             password: String::new(),
             extra_checks: Vec::new(),
+            broken_nodes: Vec::new(),
             opts: opts.clone(),
         })
     }
@@ -151,7 +154,12 @@ impl World {
             .context("read the ReceiptDbPair")
     }
 
-    async fn member_pod(&self, m: Member) -> Result<Pod> {
+    /// The cluster the scenario runs on.
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.opts.cluster
+    }
+
+    pub(crate) async fn member_pod(&self, m: Member) -> Result<Pod> {
         let name = format!("{PAIR}-{m}-0");
         Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
             .get(&name)
@@ -530,6 +538,7 @@ impl World {
             acks,
         };
         let keep = self.opts.keep || !report.passed;
+        self.repair_nodes().await;
         self.teardown(keep).await;
         report
     }

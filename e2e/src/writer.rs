@@ -150,7 +150,12 @@ impl Drop for Writer {
     }
 }
 
-/// Connect to the configured address.
+/// Connect to the configured address, with the client settings the README recommends: a
+/// connection attempt gives up after 2 s, and a connection whose server has vanished (its node
+/// lost or cut off: no reset ever arrives) is declared broken within about 3 s, whether a
+/// request is unacknowledged (`tcp_user_timeout`) or the client waits for an answer
+/// (keepalives after 1 s idle, every 1 s, 2 missed). Only a server that accepts writes is
+/// kept (`target_session_attrs=read-write`).
 pub async fn connect(cfg: &WriterConfig) -> Result<Client, tokio_postgres::Error> {
     let mut c = Config::new();
     c.host(&cfg.host)
@@ -159,7 +164,13 @@ pub async fn connect(cfg: &WriterConfig) -> Result<Client, tokio_postgres::Error
         .password(&cfg.password)
         .dbname(&cfg.dbname)
         .application_name("receipt-writer")
-        .connect_timeout(Duration::from_secs(2));
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_user_timeout(Duration::from_secs(3))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(1))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(2)
+        .target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
     let (client, conn) = c.connect(NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;

@@ -4,6 +4,7 @@
 
 mod crash;
 mod drift;
+mod nodes;
 mod planned;
 mod restart;
 mod steps;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(restart::scenarios());
     v.extend(planned::scenarios());
     v.extend(drift::scenarios());
+    v.extend(nodes::scenarios());
     v
 }
 
