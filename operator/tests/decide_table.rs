@@ -759,6 +759,60 @@ fn automatic_failback_switches_back_to_primary_without_loss() {
     assert!(!w.node(P).read_only);
 }
 
+/// `kubectl drain` cordons the node first and its evictions of the active member are refused by
+/// the PodDisruptionBudget, which protects the active member only: the operator switches over
+/// to the other member, and the budget follows the clients.
+#[test]
+fn a_cordoned_active_node_is_switched_away_from_and_the_budget_follows() {
+    let mut w = healthy_world(|s| s.failover.failback_delay_seconds = 5);
+    let d = w.pass(None, false);
+    assert_eq!(d.desired.unwrap().protected, Some(P));
+    w.cordoned[idx(P)] = true;
+    let d = w.pass(None, false);
+    let op = d.status.operation.clone().expect("a switchover starts");
+    assert_eq!((op.kind, op.member), (OperationKind::Switchover, S));
+    assert!(op.reason.contains("cordoned"), "{}", op.reason);
+    assert!(w.run_until(60, |w| w.status().active_member == Some(S)
+        && w.status().operation.is_none()));
+    let d = w.pass(None, false);
+    assert_eq!(d.desired.unwrap().protected, Some(S));
+    assert_eq!(w.lost_on(S), 0);
+    // No automatic failback onto the cordoned node, however long the pair stays in sync ...
+    w.run_until(120, |w| w.status().active_member == Some(P));
+    assert_eq!(
+        w.status().active_member,
+        Some(S),
+        "no failback while cordoned"
+    );
+    // ... and it comes once the node is uncordoned.
+    w.cordoned[idx(P)] = false;
+    assert!(w.run_until(120, |w| w.status().active_member == Some(P)
+        && w.status().operation.is_none()));
+    assert_eq!(w.lost_on(P), 0);
+}
+
+#[test]
+fn no_switchover_onto_a_cordoned_node() {
+    let mut w = healthy_world(|_| {});
+    w.cordoned = [true, true];
+    for _ in 0..10 {
+        let d = w.pass(None, false);
+        assert!(d.status.operation.is_none(), "{:?}", d.status.operation);
+        w.tick(500, true);
+    }
+    w.cordoned = [false, true];
+    w.request_switchover(S);
+    let d = w.pass(None, false);
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::Event {
+            reason: "SwitchoverRefused",
+            ..
+        }
+    )));
+    assert!(d.status.operation.is_none());
+}
+
 #[test]
 fn switchover_request_is_refused_when_the_target_is_down() {
     let mut w = healthy_world(|_| {});

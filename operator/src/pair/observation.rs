@@ -90,6 +90,10 @@ pub struct MemberObservation {
     /// then forgets that the member was initialised: it is cloned again from the authoritative
     /// member, or, when both are gone, restored from `bootstrap.fromBackup`.
     pub data_lost: bool,
+    /// The member pod's node is cordoned (`spec.unschedulable`, which `kubectl drain` sets
+    /// before it evicts anything). `None`: unknown (no pod, not scheduled, or the Node could
+    /// not be read).
+    pub node_cordoned: Option<bool>,
 }
 
 impl MemberObservation {
