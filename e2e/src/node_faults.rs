@@ -34,14 +34,21 @@ impl World {
     /// Lose the node of member `m` (the fault's time is recorded).
     pub async fn lose_node_of(&mut self, m: Member) -> Result<NodeSlot> {
         let node = self.node_of(m).await?;
+        self.lose_node(node, &format!("the {m} member's node"))
+            .await?;
+        Ok(node)
+    }
+
+    /// Lose `node` (`what` it is, for the timeline; the fault's time is recorded).
+    pub async fn lose_node(&mut self, node: NodeSlot, what: &str) -> Result<()> {
         let layout = self.cluster().layout();
         tokio::task::spawn_blocking(move || faults::lose(&layout, node)).await??;
         self.broken_nodes.push(BrokenNode { node, lost: true });
         self.fault(&format!(
-            "{} (the {m} member's node) lost: cut off, its agent, kube-proxy and containers killed",
+            "{} ({what}) lost: cut off, its agent, kube-proxy and containers killed",
             node.name()
         ));
-        Ok(node)
+        Ok(())
     }
 
     /// Cut the node of member `m` off the network (the fault's time is recorded).

@@ -3,7 +3,9 @@
 //! verdict live in [`crate::harness`].
 
 mod crash;
+mod drain;
 mod drift;
+mod gitops;
 mod nodes;
 mod planned;
 mod restart;
@@ -35,6 +37,8 @@ pub fn all() -> Vec<Scenario> {
     v.extend(planned::scenarios());
     v.extend(drift::scenarios());
     v.extend(nodes::scenarios());
+    v.extend(gitops::scenarios());
+    v.extend(drain::scenarios());
     v
 }
 

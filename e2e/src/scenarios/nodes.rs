@@ -6,15 +6,22 @@
 //!   synchronous mode it cannot acknowledge a commit without its standby, so the operator
 //!   promotes the standby at once; after the cut is repaired the old primary is fenced and
 //!   re-aligned, never selected before;
-//! - the secondary's node is cut off: commits degrade to asynchronous and continue; no failover.
+//! - the secondary's node is cut off: commits degrade to asynchronous and continue; no failover;
+//! - the leading operator replica's node is lost while a failover is under way: the other
+//!   replica takes over once the Lease expires and finishes it from status.
 
 use std::time::Duration;
 
-use anyhow::Result;
-use receiptdb_operator::crd::{Member, ReceiptDbPairSpec};
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use localcluster::layout::NodeSlot;
+use receiptdb_operator::crd::{Member, OperationKind, ReceiptDbPairSpec};
 
 use super::crash::fail_over_and_realign;
+use super::steps::manual_failback;
 use super::Scenario;
+use crate::cluster::OPERATOR_NAMESPACE;
 use crate::harness::{healthy_on, World, PAIR};
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -30,6 +37,12 @@ pub fn scenarios() -> Vec<Scenario> {
             about: "the primary's node is cut off (its processes keep running): fail over; the cut is repaired, the old primary is fenced and re-aligned before it is selected again",
             spec: ReceiptDbPairSpec::default,
             body: |w| Box::pin(partition_primary(w)),
+        },
+        Scenario {
+            name: "operator-node-loss",
+            about: "the primary crashes; once the failover has started, the leading operator replica's node is lost: the other replica takes over when the Lease expires and finishes the failover",
+            spec: manual_failback,
+            body: |w| Box::pin(operator_node_loss(w)),
         },
         Scenario {
             name: "partition-secondary",
@@ -101,4 +114,50 @@ async fn partition_secondary(w: &mut World) -> Result<()> {
         format!("lastFailover {:?}", s.status.last_failover),
     );
     w.pause(Duration::from_secs(2)).await
+}
+
+async fn operator_node_loss(w: &mut World) -> Result<()> {
+    // Losing the survivor's node too would be a double fault (nothing to fail over to): if the
+    // leader shares the secondary's node, hand leadership to the other replica first (a pod
+    // deleted gracefully releases its Lease).
+    let secondary_node = w.node_of(Member::Secondary).await?.name();
+    let (leader, node) = w.cluster().leader_pod().await?;
+    if node.as_deref() == Some(secondary_node.as_str()) {
+        Api::<Pod>::namespaced(w.client.clone(), OPERATOR_NAMESPACE)
+            .delete(&leader, &DeleteParams::default())
+            .await
+            .with_context(|| format!("delete the operator pod {leader}"))?;
+        let new = w
+            .cluster()
+            .wait_new_leader(&leader, Duration::from_secs(60))
+            .await?;
+        w.timeline.record(
+            "operator_leader",
+            format!("{new} leads (its predecessor shared the secondary's node {secondary_node})"),
+        );
+    }
+    w.crash(Member::Primary).await?;
+    w.wait_for("the failover to start", |s| {
+        s.status
+            .operation
+            .as_ref()
+            .is_some_and(|o| o.kind == OperationKind::Failover)
+    })
+    .await?;
+    let (leader, node) = w.cluster().leader_pod().await?;
+    let node = node
+        .as_deref()
+        .and_then(NodeSlot::of_name)
+        .with_context(|| format!("the leading operator pod {leader} has no local cluster node"))?;
+    w.lose_node(node, &format!("the leading operator {leader}'s node"))
+        .await?;
+    let new = w
+        .cluster()
+        .wait_new_leader(&leader, Duration::from_secs(60))
+        .await?;
+    w.timeline
+        .record("operator_leader", format!("operator pod {new} leads"));
+    failed_over(w).await?;
+    w.repair_node(node).await?;
+    fail_over_and_realign(w).await
 }
