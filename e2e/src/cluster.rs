@@ -154,7 +154,9 @@ impl Cluster {
                     "--namespace",
                     OPERATOR_NAMESPACE,
                     "--create-namespace",
-                    // The chart's defaults: two replicas on different nodes, one leading.
+                    // The chart's defaults (two replicas on different nodes, one leading),
+                    // whatever an earlier installation of the running cluster set.
+                    "--reset-values",
                     "--wait",
                     "--timeout",
                     "120s",
