@@ -791,6 +791,51 @@ fn a_cordoned_active_node_is_switched_away_from_and_the_budget_follows() {
     assert_eq!(w.lost_on(P), 0);
 }
 
+/// A changed pod template (image, parameter) restarts the standby first, then a planned
+/// switchover moves clients off the active member, whose new pod comes with its re-alignment;
+/// the active member's pod is never restarted while it serves.
+#[test]
+fn a_changed_template_rolls_the_standby_first_then_switches_over_and_back() {
+    let mut w = healthy_world(|s| s.failover.failback_delay_seconds = 5);
+    w.outdated = [true, true];
+    let d = w.pass(None, false);
+    assert!(has(&d, |a| *a == Action::RestartPod { member: S }));
+    assert!(d.status.operation.is_none());
+    let d = w.pass(None, false);
+    let op = d.status.operation.clone().expect("a switchover");
+    assert_eq!((op.kind, op.member), (OperationKind::Switchover, S));
+    assert!(op.reason.contains("outdated"), "{}", op.reason);
+    assert!(w.run_until(200, |w| w.status().active_member == Some(P)
+        && w.status().operation.is_none()
+        && w.status().phase == Some(Phase::Healthy)));
+    assert_eq!(w.outdated, [false, false]);
+    for d in &w.decisions {
+        for a in &d.actions {
+            if let Action::RestartPod { member } = a {
+                assert_ne!(
+                    Some(*member),
+                    d.status.active_member,
+                    "restarted the active member"
+                );
+            }
+        }
+    }
+    assert_eq!(w.lost_on(P), 0);
+}
+
+#[test]
+fn no_rolling_restart_while_the_pair_is_not_settled() {
+    let mut w = healthy_world(|_| {});
+    w.crash(S);
+    w.outdated = [true, true];
+    for _ in 0..10 {
+        let d = w.pass(None, false);
+        assert!(!has(&d, |a| matches!(a, Action::RestartPod { .. })));
+        assert!(d.status.operation.is_none());
+        w.tick(500, true);
+    }
+}
+
 #[test]
 fn no_switchover_onto_a_cordoned_node() {
     let mut w = healthy_world(|_| {});

@@ -121,10 +121,11 @@ with reclaimPolicy Delete, an ownerReference to the pair) implements spec.storag
   resources: ["persistentvolumeclaims"]
   verbs: ["create"]
 # Member pods: readiness, and the termination message in which a Job's pod reports its outcome
-# (read from pod status, so no pods/log). No exec, no delete.
+# (read from pod status, so no pods/log). delete: member StatefulSets update OnDelete, and the
+# operator restarts a member pod on a changed template itself, the standby first (no exec).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "delete"]
 # initdb, clone, rejoin, sync and restore Jobs. delete: a finished Job is removed once its
 # outcome is recorded in status, so the next one of the same kind can run.
 - apiGroups: ["batch"]

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
@@ -167,6 +167,17 @@ pub async fn run_actions(
                     Ok(_) => tracing::info!(job = name, "deleted Job"),
                     Err(e) if is_status(&e, 404) => {}
                     Err(e) => return Err(Error::kube(format!("deleting Job {name}"))(e)),
+                }
+            }
+            Action::RestartPod { member } => {
+                let name = format!("{}-0", pair.member_name(*member));
+                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+                match pods.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {
+                        tracing::info!(pod = name, "deleted to restart on the current template")
+                    }
+                    Err(e) if is_status(&e, 404) => {}
+                    Err(e) => return Err(Error::kube(format!("deleting Pod {name}"))(e)),
                 }
             }
             Action::Promote { member } => {

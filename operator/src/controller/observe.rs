@@ -89,6 +89,9 @@ pub struct Objects {
     pub jobs: Vec<Job>,
     /// Whether each member pod's node is cordoned (None: unknown).
     pub node_cordoned: [Option<bool>; 2],
+    /// Each member StatefulSet's `status.updateRevision`, once its controller has observed the
+    /// current template (None: unknown, or not observed yet).
+    pub update_revision: [Option<String>; 2],
 }
 
 /// Observe one pair: read its objects, probe its members, then assemble decide's input.
@@ -133,14 +136,15 @@ pub async fn read(pair: &ReceiptDbPair, ctx: &Context) -> Result<Objects, Error>
     }
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     for (i, member) in Member::ALL.into_iter().enumerate() {
-        objects.replicas[i] = sts
+        let found = sts
             .get_opt(&pair.member_name(member))
             .await
             .map_err(Error::kube(format!(
                 "reading StatefulSet {}",
                 pair.member_name(member)
-            )))?
-            .and_then(|s| s.spec.and_then(|s| s.replicas));
+            )))?;
+        objects.replicas[i] = found.as_ref().and_then(|s| s.spec.as_ref()?.replicas);
+        objects.update_revision[i] = found.as_ref().and_then(update_revision);
     }
     let selector = ListParams::default().labels(&labels::pair_selector(pair));
     objects.pods = Api::<Pod>::namespaced(client.clone(), &ns)
@@ -166,6 +170,12 @@ pub async fn read(pair: &ReceiptDbPair, ctx: &Context) -> Result<Objects, Error>
         .map_err(Error::kube("listing Jobs"))?
         .items;
     Ok(objects)
+}
+
+/// The StatefulSet's `updateRevision`, when its controller has seen its current generation.
+fn update_revision(s: &StatefulSet) -> Option<String> {
+    let st = s.status.as_ref()?;
+    (st.observed_generation? >= s.metadata.generation?).then(|| st.update_revision.clone())?
 }
 
 /// Whether a Node is cordoned; `None` when it cannot be read. Not an error: the operator then
@@ -238,7 +248,8 @@ pub fn assemble(pair: &ReceiptDbPair, objects: &Objects) -> Observed {
     for (i, member) in Member::ALL.into_iter().enumerate() {
         let m = obs.member_mut(member);
         m.replicas = objects.replicas[i];
-        m.pod = member_pod(pair, member, &objects.pods).map(pod_observation);
+        m.pod = member_pod(pair, member, &objects.pods)
+            .map(|p| pod_observation(p, objects.update_revision[i].as_deref()));
         m.node_cordoned = objects.node_cordoned[i];
     }
     obs.service_selects = objects.service.as_ref().map(services::selected_member);
@@ -322,8 +333,12 @@ fn pod_running(pod: &Pod) -> bool {
         && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-fn pod_observation(pod: &Pod) -> PodObservation {
+fn pod_observation(pod: &Pod, update_revision: Option<&str>) -> PodObservation {
     let status = pod.status.as_ref();
+    let revision = pod
+        .labels()
+        .get("controller-revision-hash")
+        .map(String::as_str);
     PodObservation {
         ready: status
             .and_then(|s| s.conditions.as_ref())
@@ -332,6 +347,7 @@ fn pod_observation(pod: &Pod) -> PodObservation {
         restarts: status
             .and_then(|s| s.container_statuses.as_ref())
             .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum()),
+        outdated: matches!((revision, update_revision), (Some(a), Some(b)) if a != b),
     }
 }
 

@@ -57,6 +57,9 @@ pub enum Action {
     DeleteJob { name: String },
     /// `pg_promote()` on `member` and wait until it is a usable primary.
     Promote { member: Member },
+    /// Delete the member's pod (gracefully: its `preStop` stops the server) so that its
+    /// StatefulSet starts it again on the current template.
+    RestartPod { member: Member },
     /// Stop writes on `member` without stopping it: read-only and client sessions ended
     /// (planned switchover).
     FenceWrites { member: Member },

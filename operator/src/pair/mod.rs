@@ -27,6 +27,7 @@ mod phase;
 mod promotion;
 mod realign;
 mod requests;
+mod rolling;
 mod spec_error;
 mod switchover;
 mod synchronous;

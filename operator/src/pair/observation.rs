@@ -117,6 +117,11 @@ pub struct PodObservation {
     pub terminating: bool,
     /// Container restarts so far.
     pub restarts: i32,
+    /// The pod runs an older revision of its StatefulSet's template than the current one (its
+    /// `controller-revision-hash` differs from the StatefulSet's `updateRevision`). Member
+    /// StatefulSets update `OnDelete`: the operator restarts such pods itself, one member at a
+    /// time (`rolling.rs`).
+    pub outdated: bool,
 }
 
 /// What the SQL probe of a running server returned.

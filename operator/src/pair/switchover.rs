@@ -82,7 +82,7 @@ pub(crate) fn plan(cx: &mut Cx) -> bool {
             }
             true
         }
-        None => drain(cx) || failback(cx),
+        None => drain(cx) || super::rolling::plan(cx) || failback(cx),
     }
 }
 
@@ -160,7 +160,7 @@ pub(crate) fn refusal(cx: &Cx, target: Member) -> Option<String> {
     None
 }
 
-fn start(cx: &mut Cx, target: Member, reason: &str, request: Option<&str>) {
+pub(crate) fn start(cx: &mut Cx, target: Member, reason: &str, request: Option<&str>) {
     let from = target.other();
     let mut op = Operation::new(
         OperationKind::Switchover,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, ExecAction, Lifecycle, LifecycleHandler,
@@ -53,6 +54,13 @@ pub fn statefulset(
                 ..LabelSelector::default()
             },
             pod_management_policy: Some("Parallel".into()),
+            // A changed template (image, parameters, resources) restarts nothing by itself:
+            // the operator restarts the standby first, switches clients over, then the other
+            // member (`pair/rolling.rs`). `RollingUpdate` would restart both at once.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                rolling_update: None,
+            }),
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
                     // Data is never deleted unless the spec asks for it.
@@ -276,6 +284,13 @@ mod tests {
                 Some("receiptdb-operator")
             );
         }
+    }
+
+    #[test]
+    fn a_changed_template_restarts_nothing_by_itself() {
+        let s = statefulset(&pair(), Member::Primary, 1, &OperatorConfig::default());
+        let strategy = s.spec.unwrap().update_strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
     }
 
     #[test]

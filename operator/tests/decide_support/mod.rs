@@ -101,6 +101,8 @@ pub struct World {
     pub forks: Vec<(u64, u64, u64)>,
     /// Each member's node is cordoned (`kubectl drain` has begun).
     pub cordoned: [bool; 2],
+    /// Each member's pod runs an older revision of its template (a new pod runs the current).
+    pub outdated: [bool; 2],
 }
 
 pub fn idx(m: Member) -> usize {
@@ -129,6 +131,7 @@ impl World {
             data_lost: [false, false],
             forks: Vec::new(),
             cordoned: [false, false],
+            outdated: [false, false],
         }
     }
 
@@ -149,6 +152,7 @@ impl World {
                 ready: n.running(),
                 terminating: n.pod_lingers,
                 restarts: 0,
+                outdated: self.outdated[idx(m)],
             });
             let probe = if !n.pod {
                 None
@@ -239,6 +243,7 @@ impl World {
                     n.pod = true;
                     n.pod_lingers = false;
                     n.crashed = n.data.is_none();
+                    self.outdated[idx(m)] = false;
                 }
             }
             if self.service != Some(desired.service_selects) {
@@ -292,6 +297,8 @@ impl World {
                     }
                 }
             }
+            // A new pod on the current template; the server's short absence is not modelled.
+            Action::RestartPod { member } => self.outdated[idx(*member)] = false,
             Action::FenceWrites { member } => self.node(*member).read_only = true,
             Action::UnfenceWrites { member } => self.node(*member).read_only = false,
             Action::SetSynchronousStandby { on, standby } => {
