@@ -146,27 +146,35 @@ impl Cluster {
                 .arg(repo.join("crds")),
             "kubectl apply the CRD",
         )?;
-        run(
-            self.tool("helm")
-                .args(["upgrade", "--install", RELEASE])
-                .arg(repo.join("charts/receiptdb-operator"))
-                .args([
-                    "--namespace",
-                    OPERATOR_NAMESPACE,
-                    "--create-namespace",
-                    // The chart's defaults (two replicas on different nodes, one leading),
-                    // whatever an earlier installation of the running cluster set.
-                    "--reset-values",
-                    "--wait",
-                    "--timeout",
-                    "120s",
-                ]),
-            "helm upgrade --install",
-        )?;
+        self.helm_upgrade(&[])?;
         if !self.started_here {
             self.restart_operator().await?;
         }
         self.wait_operator_ready(Duration::from_secs(120)).await
+    }
+
+    /// `helm upgrade --install` of the operator's chart with its defaults and `sets` (`--set`
+    /// values), waiting until the rollout is done.
+    pub fn helm_upgrade(&self, sets: &[&str]) -> Result<()> {
+        let repo = &self.programs.repo;
+        let mut helm = self.tool("helm");
+        helm.args(["upgrade", "--install", RELEASE])
+            .arg(repo.join("charts/receiptdb-operator"))
+            .args([
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--create-namespace",
+                // The chart's defaults (two replicas on different nodes, one leading),
+                // whatever an earlier installation of the running cluster set.
+                "--reset-values",
+                "--wait",
+                "--timeout",
+                "120s",
+            ]);
+        for s in sets {
+            helm.args(["--set", s]);
+        }
+        run(&mut helm, "helm upgrade --install").map(|_| ())
     }
 
     /// Roll the operator's Deployment (a new pod runs the current binary).

@@ -159,6 +159,11 @@ impl World {
         &self.opts.cluster
     }
 
+    /// The cluster, shared (for blocking work on another thread).
+    pub(crate) fn cluster_handle(&self) -> Arc<Cluster> {
+        self.opts.cluster.clone()
+    }
+
     pub(crate) async fn member_pod(&self, m: Member) -> Result<Pod> {
         let name = format!("{PAIR}-{m}-0");
         Api::<Pod>::namespaced(self.client.clone(), &self.namespace)

@@ -32,6 +32,12 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "helm-upgrade-failover",
+            about: "helm upgrade of the operator (its pods replaced one by one) while a failover is under way: the next leader finishes it",
+            spec: manual_failback,
+            body: |w| Box::pin(helm_upgrade_during_failover(w)),
+        },
+        Scenario {
             name: "operator-restart-rejoin",
             about: "the operator is killed while the rejoin Job runs; the new one waits for it and finishes the re-alignment",
             spec: manual_failback,
@@ -53,4 +59,29 @@ fn rejoin_running(s: &crate::observer::Sample) -> bool {
             && (o.kind == OperationKind::Rejoin || o.kind == OperationKind::Failover)
             && o.step == OperationStep::RunningJob
     })
+}
+
+/// `helm upgrade` of the operator (a changed pod template: its Deployment rolls both replicas,
+/// one new pod at a time) while a failover is under way: a replica that stops releases the
+/// Lease, and the next leader finishes the failover from status.
+pub async fn helm_upgrade_during_failover(w: &mut crate::harness::World) -> anyhow::Result<()> {
+    w.crash(Member::Primary).await?;
+    w.wait_for("the failover to start", |s| {
+        s.status
+            .operation
+            .as_ref()
+            .is_some_and(|o| o.kind == OperationKind::Failover)
+    })
+    .await?;
+    let stamp = format!(
+        "podAnnotations.receiptdb\\.io/upgraded-by=scenario-{}",
+        std::process::id()
+    );
+    let cluster = w.cluster_handle();
+    w.timeline
+        .record("helm_upgrade", format!("helm upgrade --set {stamp}"));
+    tokio::task::spawn_blocking(move || cluster.helm_upgrade(&[&stamp])).await??;
+    w.timeline
+        .record("helm_upgraded", "the operator's Deployment rolled out");
+    fail_over_and_realign(w).await
 }
