@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use localcluster::faults;
 use localcluster::layout::NodeSlot;
 use receiptdb_operator::crd::Member;
@@ -102,12 +102,33 @@ impl World {
         Ok(())
     }
 
-    /// Repair every node still broken (end of a scenario, whatever its outcome).
+    /// Repair every node still broken and uncordon every cordoned node (end of a scenario,
+    /// whatever its outcome: a drain that failed half-way leaves its node cordoned).
     pub(crate) async fn repair_nodes(&mut self) {
         while let Some(b) = self.broken_nodes.first().copied() {
             if let Err(e) = self.repair_node(b.node).await {
                 eprintln!("could not repair {}: {e:#}", b.node.name());
                 self.broken_nodes.retain(|x| x.node != b.node);
+            }
+        }
+        let nodes = Api::<Node>::all(self.client.clone());
+        let Ok(list) = nodes.list(&Default::default()).await else {
+            return;
+        };
+        for n in list.items {
+            if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+                let name = n.metadata.name.unwrap_or_default();
+                let uncordon = serde_json::json!({"spec": {"unschedulable": null}});
+                match nodes
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(uncordon))
+                    .await
+                {
+                    Ok(_) => {
+                        self.timeline
+                            .record("uncordoned", format!("{name} left cordoned: uncordoned"));
+                    }
+                    Err(e) => eprintln!("could not uncordon {name}: {e}"),
+                }
             }
         }
     }
