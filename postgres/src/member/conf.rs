@@ -152,12 +152,7 @@ fn passfile_escape(s: &str) -> String {
 }
 
 /// A libpq connection-string value, quoted when it needs to be.
-pub(crate) fn conninfo_value(v: &str) -> String {
-    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
-        return v.to_string();
-    }
-    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
-}
+pub(crate) use crate::conn::quote_value as conninfo_value;
 
 /// How a standby reaches its primary.
 #[derive(Debug, Clone)]
