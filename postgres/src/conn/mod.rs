@@ -13,6 +13,13 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
 pub use sslmode::{quote_value, RootCerts, SslMode, TlsSettings};
+pub use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The rustls connector [`Target::connect`] uses for `settings`, for clients that drive
+/// tokio-postgres themselves (the scenario suite's writer). Not for `disable`.
+pub fn tls_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, ConnError> {
+    tls::connector(settings)
+}
 
 /// Errors while building or opening a connection.
 #[derive(Debug, thiserror::Error)]
