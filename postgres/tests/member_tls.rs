@@ -7,7 +7,10 @@ mod member_common;
 use std::time::{Duration, SystemTime};
 
 use member_common::*;
-use receiptdb_postgres::conn::{SslMode, Target, TlsSettings};
+use std::sync::Arc;
+
+use receiptdb_postgres::actions::reload_config;
+use receiptdb_postgres::conn::{RootCerts, SslMode, Target, TlsSettings};
 use receiptdb_postgres::member::{self, MemberTls};
 use receiptdb_postgres::pki;
 use receiptdb_postgres::testing::tls::{test_names, test_pki, verify_full, write_member_files};
@@ -64,6 +67,30 @@ async fn tls_member_refuses_plain_text_a_wrong_ca_and_a_wrong_host() {
         .unwrap();
     assert!(row.get::<_, bool>(0), "session not encrypted");
     assert!(row.get::<_, Option<String>>(1).is_some());
+    // The CA held in memory (as the operator holds it, read from a Secret) works the same.
+    let in_memory = c
+        .target("postgres")
+        .with_tls(TlsSettings::verify_full(RootCerts::Pem {
+            label: "the test CA".into(),
+            pem: Arc::new(ca.cert_pem.clone().into_bytes()),
+        }));
+    in_memory
+        .connect(T)
+        .await
+        .expect("verify-full with the CA in memory");
+    let other_in_memory = c
+        .target("postgres")
+        .with_tls(TlsSettings::verify_full(RootCerts::Pem {
+            label: "another CA".into(),
+            pem: Arc::new(
+                pki::issue_ca("another", SystemTime::now())
+                    .unwrap()
+                    .cert_pem
+                    .into_bytes(),
+            ),
+        }));
+    let err = connect_err(&other_in_memory).await;
+    assert!(err.contains("not trusted by another CA"), "{err}");
     // The default (prefer) also gets TLS from this server.
     let prefer = c.target("postgres").with_tls(TlsSettings::default());
     let ssl: bool = prefer
@@ -192,13 +219,7 @@ async fn standby_streams_over_tls_and_a_reissued_certificate_is_picked_up_by_rel
     ));
     let err = connect_err(&new_name).await;
     assert!(err.contains("not valid for host"), "before reload: {err}");
-    p_target
-        .connect(T)
-        .await
-        .unwrap()
-        .execute("SELECT pg_reload_conf()", &[])
-        .await
-        .unwrap();
+    reload_config(&p_target, T).await.expect("reload");
     eventually(
         Duration::from_secs(10),
         "new certificate presented",
