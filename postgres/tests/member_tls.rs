@@ -4,10 +4,10 @@
 
 mod member_common;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use member_common::*;
-use std::sync::Arc;
 
 use receiptdb_postgres::actions::reload_config;
 use receiptdb_postgres::conn::{RootCerts, SslMode, Target, TlsSettings};

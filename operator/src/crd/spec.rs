@@ -503,8 +503,11 @@ pub struct MaintenanceSpec {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
-    /// TLS on. Off: plain-text connections, no certificates (not for patients' data).
+    /// TLS on. Off: plain-text connections, no certificates (not for patients' data). Fixed
+    /// once the pair exists: the members' `pg_hba.conf` is written for one or the other when
+    /// their data directories are made.
     #[serde(default = "default_true")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tls.enabled cannot change after creation (the members' pg_hba.conf requires TLS or not from their initialisation)"))]
     pub enabled: bool,
     /// A `kubernetes.io/tls` Secret of your own (e.g. kept by cert-manager) with `tls.crt`,
     /// `tls.key` and `ca.crt`, used instead of the operator's certificates. It must be valid for
