@@ -937,3 +937,84 @@ async fn a_certificate_near_expiry_is_reissued_and_the_members_reload() {
         second
     );
 }
+
+/// A server Secret of the user's own (e.g. renewed by cert-manager): the operator issues
+/// nothing, publishes its CA to clients, and asks the members to reload after it changes.
+#[tokio::test]
+async fn a_user_supplied_certificate_is_used_and_a_renewal_reloads_the_members() {
+    let ca = pki::issue_ca("cert-manager CA", std::time::SystemTime::now()).unwrap();
+    let leaf = pki::issue_server(
+        &ca,
+        &["orca.clinic.svc".into()],
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let user_secret = |cert: &pki::CertAndKey| -> Secret {
+        let bytes = |t: &str| k8s_openapi::ByteString(t.as_bytes().to_vec());
+        let mut s = Secret::default();
+        s.metadata.name = Some("mine".into());
+        s.metadata.namespace = Some(NS.into());
+        s.type_ = Some("kubernetes.io/tls".into());
+        s.data = Some(BTreeMap::from([
+            ("tls.crt".to_string(), bytes(&cert.cert_pem)),
+            ("tls.key".to_string(), bytes(&cert.key_pem)),
+            ("ca.crt".to_string(), bytes(&ca.cert_pem)),
+        ]));
+        s
+    };
+    let mut spec = ReceiptDbPairSpec::default();
+    spec.tls.server_secret = Some("mine".into());
+    let base = env_with(spec, vec![user_secret(&leaf)]).await;
+    let start = jiff::Timestamp::now();
+    let now = Arc::new(Mutex::new(start));
+    let clock = now.clone();
+    let e = Env {
+        ctx: Arc::new(
+            Context::for_tests(base.client.clone(), base.members.clone())
+                .with_clock(Arc::new(move || *clock.lock().unwrap())),
+        ),
+        ..base
+    };
+    let reloads = |e: &Env| {
+        let calls = std::mem::take(&mut *e.members.calls.lock().unwrap());
+        calls
+            .into_iter()
+            .filter(|c| c.starts_with("reload"))
+            .collect::<Vec<_>>()
+    };
+    e.pass().await.unwrap();
+    assert!(e.secret("orca-tls").await.is_none(), "nothing issued");
+    assert!(
+        e.secret("orca-tls-ca").await.is_none(),
+        "no CA of the operator's"
+    );
+    assert_eq!(
+        text(&e.secret("orca-ca").await.unwrap(), "ca.crt"),
+        ca.cert_pem
+    );
+    e.start_member_pod(Member::Primary).await;
+    e.members.set(Member::Primary, Ok(primary_probe(false)));
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), Vec::<String>::new(), "nothing changed yet");
+
+    let renewed = pki::issue_server(
+        &ca,
+        &["orca.clinic.svc".into()],
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(e.client.clone(), NS)
+        .replace("mine", &PostParams::default(), &{
+            let mut s = user_secret(&renewed);
+            s.metadata.resource_version = e.secret("mine").await.unwrap().resource_version();
+            s
+        })
+        .await
+        .unwrap();
+    *now.lock().unwrap() = jiff::Timestamp::from_second(start.as_second() + 60).unwrap();
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), ["reload primary"]);
+    *now.lock().unwrap() = jiff::Timestamp::from_second(start.as_second() + 60 + 400).unwrap();
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), Vec::<String>::new(), "the window ended");
+}

@@ -78,6 +78,9 @@ pub struct Context {
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Consecutive failures per pair (`ns/name`), for exponential backoff.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
+    /// Per pair (`ns/name`), the user-supplied server Secret's resourceVersion last seen and
+    /// when it was first seen (see [`super::tls::user_secret_changed`]).
+    pub(crate) tls_seen: Mutex<HashMap<String, (String, Timestamp)>>,
 }
 
 impl Context {
@@ -98,6 +101,7 @@ impl Context {
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(Timestamp::now),
             failures: Mutex::new(HashMap::new()),
+            tls_seen: Mutex::new(HashMap::new()),
         }
     }
 

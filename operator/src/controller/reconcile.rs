@@ -58,7 +58,9 @@ pub async fn reconcile_once(
         act::apply_owned(&pair, desired, &observed, &ctx).await?;
     }
     act::run_actions(&pair, &decision.actions, &observed, &ctx).await?;
-    if tls::reload_due(&observed.tls, now) {
+    if tls::reload_due(&observed.tls, now)
+        || tls::user_secret_changed(&pair, &observed.tls, now, &ctx)
+    {
         act::reload_members(&pair, &observed, &ctx).await;
     }
     let old_failover = pair.status.as_ref().and_then(|s| s.last_failover.as_ref());

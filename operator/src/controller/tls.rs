@@ -8,7 +8,8 @@
 //! server Secret's [`tls::ISSUED_AT`] annotation), each pass asks every running member to
 //! reload (`pg_reload_conf()`, harmless when nothing changed). The previous certificate stays
 //! valid until then (it is re-issued 30 days before it expires), so clients never see an
-//! invalid one.
+//! invalid one. A user-supplied server Secret gets the same window after each change this
+//! operator sees ([`user_secret_changed`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -127,6 +128,45 @@ pub fn reload_due(objects: &TlsObjects, now: Timestamp) -> bool {
         let age = now.as_second() - t.as_second();
         (0..=RELOAD_WINDOW.as_secs() as i64).contains(&age)
     })
+}
+
+/// Whether a user-supplied server Secret (`spec.tls.serverSecret`, e.g. renewed by
+/// cert-manager) changed less than [`RELOAD_WINDOW`] ago, as far as this operator process saw:
+/// a change is a new resourceVersion after one already seen (the first sighting after a start
+/// is not a change, so a renewal while no operator ran is picked up at the members' next
+/// restart or reload).
+pub fn user_secret_changed(
+    pair: &ReceiptDbPair,
+    objects: &TlsObjects,
+    now: Timestamp,
+    ctx: &Context,
+) -> bool {
+    if tls::operator_issued(pair) || !tls::enabled(pair) {
+        return false;
+    }
+    let Some(version) = objects.server.as_ref().and_then(|s| s.resource_version()) else {
+        return false;
+    };
+    let key = format!(
+        "{}/{}",
+        pair.namespace().unwrap_or_default(),
+        pair.name_any()
+    );
+    let Ok(mut seen) = ctx.tls_seen.lock() else {
+        return false;
+    };
+    let since = match seen.get(&key) {
+        Some((v, since)) if *v == version => *since,
+        Some(_) => {
+            seen.insert(key, (version, now));
+            now
+        }
+        None => {
+            seen.insert(key, (version, Timestamp::UNIX_EPOCH));
+            Timestamp::UNIX_EPOCH
+        }
+    };
+    (0..=RELOAD_WINDOW.as_secs() as i64).contains(&(now.as_second() - since.as_second()))
 }
 
 fn system_time(t: Timestamp) -> SystemTime {

@@ -513,9 +513,10 @@ pub struct TlsSpec {
     /// `tls.key` and `ca.crt`, used instead of the operator's certificates. It must be valid for
     /// `<pair>-primary.<namespace>.svc` and `<pair>-secondary.<namespace>.svc` (the names the
     /// members and the operator connect to) and the names your clients use; the operator and
-    /// the Jobs verify against its `ca.crt`. Renewing it is then up to you, and so is the
-    /// reload: the members read renewed files on a restart or `SELECT pg_reload_conf()` (the
-    /// operator reloads them by itself only after issuing its own certificates).
+    /// the Jobs verify against its `ca.crt`. Renewing it is then up to you; when the operator
+    /// sees the Secret change it asks the members to reload for five minutes (the kubelet
+    /// updates the mounted files within about a minute). A renewal while no operator runs is
+    /// picked up at the members' next restart or `SELECT pg_reload_conf()`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub server_secret: Option<String>,
