@@ -32,8 +32,8 @@ use crate::resources::tls;
 /// How long after issuing a certificate the members are asked to reload on every pass.
 pub const RELOAD_WINDOW: Duration = Duration::from_secs(300);
 
-/// The TLS Secrets as read by one pass.
-#[derive(Debug, Clone, Default)]
+/// The TLS Secrets as read by one pass. `Debug` names them only: the CA Secret holds a key.
+#[derive(Clone, Default)]
 pub struct TlsObjects {
     /// `<pair>-tls-ca` (operator-issued certificates only).
     pub ca: Option<Secret>,
@@ -41,6 +41,17 @@ pub struct TlsObjects {
     pub server: Option<Secret>,
     /// `<pair>-ca`, the clients' copy of the CA.
     pub client_ca: Option<Secret>,
+}
+
+impl std::fmt::Debug for TlsObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |s: &Option<Secret>| s.as_ref().map(|s| s.name_any());
+        f.debug_struct("TlsObjects")
+            .field("ca", &name(&self.ca))
+            .field("server", &name(&self.server))
+            .field("client_ca", &name(&self.client_ca))
+            .finish()
+    }
 }
 
 /// Read the pair's TLS Secrets (nothing when TLS is off).
@@ -294,6 +305,27 @@ mod tests {
             server: Some(s),
             ..TlsObjects::default()
         }
+    }
+
+    #[test]
+    fn debug_output_names_the_secrets_and_shows_no_key() {
+        let mut ca = Secret::default();
+        ca.metadata.name = Some("orca-tls-ca".into());
+        ca.data = Some(BTreeMap::from([(
+            tls::CA_KEY.to_string(),
+            k8s_openapi::ByteString(b"-----BEGIN PRIVATE KEY-----".to_vec()),
+        )]));
+        let text = format!(
+            "{:?}",
+            TlsObjects {
+                ca: Some(ca),
+                ..TlsObjects::default()
+            }
+        );
+        assert!(
+            text.contains("orca-tls-ca") && !text.contains("PRIVATE"),
+            "{text}"
+        );
     }
 
     #[test]
