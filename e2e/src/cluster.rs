@@ -19,6 +19,11 @@ use kube::Client;
 use localcluster::cluster::{self, ClusterState};
 use localcluster::layout::Layout;
 
+/// The operator's pods.
+fn operator_pods() -> ListParams {
+    ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator")
+}
+
 /// The namespace and release name of the operator.
 pub const OPERATOR_NAMESPACE: &str = "receiptdb-system";
 pub const RELEASE: &str = "receiptdb-operator";
@@ -121,6 +126,11 @@ impl Cluster {
         })
     }
 
+    /// `kubectl` against this cluster.
+    pub fn kubectl(&self) -> Command {
+        self.tool("kubectl")
+    }
+
     fn tool(&self, name: &str) -> Command {
         let mut c = Command::new(self.programs.bin_dir.join(name));
         c.env("KUBECONFIG", &self.kubeconfig);
@@ -144,11 +154,9 @@ impl Cluster {
                     "--namespace",
                     OPERATOR_NAMESPACE,
                     "--create-namespace",
-                    // One replica: the scenarios kill or restart "the operator" and measure its
-                    // replacement; a scenario with two replicas (the chart's default) is for the
-                    // leader's node loss.
-                    "--set",
-                    "replicaCount=1",
+                    // The chart's defaults (two replicas on different nodes, one leading),
+                    // whatever an earlier installation of the running cluster set.
+                    "--reset-values",
                     "--wait",
                     "--timeout",
                     "120s",
@@ -176,48 +184,84 @@ impl Cluster {
         Ok(())
     }
 
-    /// Wait until exactly one operator pod runs, is ready and holds the leader Lease (a pod
-    /// replacing a killed one waits for the old Lease to expire).
+    /// Wait until the operator's Deployment has all its replicas running and ready (none left
+    /// over from an earlier version) and one of them holds the leader Lease.
     pub async fn wait_operator_ready(&self, timeout: Duration) -> Result<()> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
-        let lp = ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator");
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let list = pods.list(&lp).await.context("list the operator's pods")?;
-            let live: Vec<&Pod> = list
+            let want = deployments
+                .get_opt(RELEASE)
+                .await
+                .context("read the operator's Deployment")?
+                .and_then(|d| d.spec?.replicas)
+                .unwrap_or(1);
+            let list = pods
+                .list(&operator_pods())
+                .await
+                .context("list the operator's pods")?;
+            let all_ready = list
                 .items
                 .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .collect();
-            if live.len() == 1 && crate::observer::pod_ready(live[0]) && list.items.len() == 1 {
-                let holder = leases
-                    .get_opt(RELEASE)
-                    .await
-                    .context("read the operator's leader Lease")?
-                    .and_then(|l| l.spec?.holder_identity);
-                if holder.is_some() && holder == live[0].metadata.name {
-                    return Ok(());
+                .all(|p| p.metadata.deletion_timestamp.is_none() && crate::observer::pod_ready(p));
+            if all_ready && list.items.len() == usize::try_from(want).unwrap_or(1) {
+                if let Some(leader) = self.leader().await? {
+                    if list
+                        .items
+                        .iter()
+                        .any(|p| p.metadata.name.as_ref() == Some(&leader))
+                    {
+                        return Ok(());
+                    }
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("the operator's pod is not ready after {timeout:?}");
+                bail!("the operator's pods are not ready after {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    /// The operator pod's name.
-    pub async fn operator_pod(&self) -> Result<String> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
-        let lp = ListParams::default().labels("app.kubernetes.io/name=receiptdb-operator");
-        pods.list(&lp)
-            .await?
-            .items
-            .into_iter()
-            .find(|p| p.metadata.deletion_timestamp.is_none())
-            .and_then(|p| p.metadata.name)
-            .context("no operator pod")
+    /// The operator pod holding the leader Lease, if any.
+    pub async fn leader(&self) -> Result<Option<String>> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        Ok(leases
+            .get_opt(RELEASE)
+            .await
+            .context("read the operator's leader Lease")?
+            .and_then(|l| l.spec?.holder_identity))
+    }
+
+    /// The leading operator pod: its name and node.
+    pub async fn leader_pod(&self) -> Result<(String, Option<String>)> {
+        let name = self.leader().await?.context("no operator replica leads")?;
+        let pod = Api::<Pod>::namespaced(self.client.clone(), OPERATOR_NAMESPACE)
+            .get(&name)
+            .await
+            .with_context(|| format!("read the leading operator pod {name}"))?;
+        Ok((name, pod.spec.and_then(|s| s.node_name)))
+    }
+
+    /// Wait until a replica other than `old` holds the leader Lease; its name.
+    pub async fn wait_new_leader(&self, old: &str, timeout: Duration) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader().await? {
+                if l != old {
+                    return Ok(l);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no replica took over from {old} within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The cluster's state directory and names.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.state_dir)
     }
 
     /// Where the cluster keeps its logs (for failure messages).

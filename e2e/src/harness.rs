@@ -58,6 +58,8 @@ pub struct World {
     pub spec: ReceiptDbPairSpec,
     pub password: String,
     pub extra_checks: Vec<Check>,
+    /// Nodes a fault left lost or cut off, repaired at the end whatever happens.
+    pub(crate) broken_nodes: Vec<crate::node_faults::BrokenNode>,
     opts: Options,
 }
 
@@ -118,6 +120,7 @@ impl World {
             spec,
             password: String::new(),
             extra_checks: Vec::new(),
+            broken_nodes: Vec::new(),
             opts: opts.clone(),
         })
     }
@@ -188,7 +191,12 @@ impl World {
             .context("read the ReceiptDbPair")
     }
 
-    async fn member_pod(&self, m: Member) -> Result<Pod> {
+    /// The cluster the scenario runs on.
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.opts.cluster
+    }
+
+    pub(crate) async fn member_pod(&self, m: Member) -> Result<Pod> {
         let name = format!("{PAIR}-{m}-0");
         Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
             .get(&name)
@@ -367,11 +375,12 @@ impl World {
         Ok(())
     }
 
-    /// Kill the operator at once (`kubectl delete pod --grace-period=0 --force`: its process is
-    /// SIGKILLed, mid-pass) and wait for its Deployment's replacement to be ready.
+    /// Kill the leading operator replica at once (`kubectl delete pod --grace-period=0
+    /// --force`: its process is SIGKILLed, mid-pass, without releasing its Lease) and wait until
+    /// the other replica leads (once the Lease expires).
     pub async fn kill_operator(&self) -> Result<()> {
         let cluster = &self.opts.cluster;
-        let pod = cluster.operator_pod().await?;
+        let (pod, _) = cluster.leader_pod().await?;
         Api::<Pod>::namespaced(self.client.clone(), OPERATOR_NAMESPACE)
             .delete(
                 &pod,
@@ -384,12 +393,13 @@ impl World {
             .with_context(|| format!("delete the operator pod {pod}"))?;
         self.timeline.record(
             "operator_killed",
-            format!("operator pod {pod} deleted with grace period 0"),
+            format!("leading operator pod {pod} deleted with grace period 0"),
         );
-        cluster.wait_operator_ready(self.opts.wait_timeout).await?;
-        let new = cluster.operator_pod().await?;
+        let new = cluster
+            .wait_new_leader(&pod, self.opts.wait_timeout)
+            .await?;
         self.timeline
-            .record("operator_started", format!("operator pod {new} ready"));
+            .record("operator_leader", format!("operator pod {new} leads"));
         Ok(())
     }
 
@@ -421,6 +431,27 @@ impl World {
             .await
             .context("patch the pair's spec")?;
         self.timeline.record("spec_changed", patch.to_string());
+        Ok(())
+    }
+
+    /// Apply the pair's manifest (the spec it was created with) by server-side apply as field
+    /// manager `manager`, taking over conflicting fields as GitOps tools do
+    /// (`kubectl apply --server-side --force-conflicts`).
+    pub async fn apply_pair_as(&self, manager: &str) -> Result<()> {
+        let mut pair = ReceiptDbPair::new(PAIR, self.spec.clone());
+        pair.metadata.namespace = Some(self.namespace.clone());
+        let mut manifest = serde_json::to_value(&pair)?;
+        if let Some(o) = manifest.as_object_mut() {
+            o.remove("status");
+        }
+        Api::<ReceiptDbPair>::namespaced(self.client.clone(), &self.namespace)
+            .patch(
+                PAIR,
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(manifest),
+            )
+            .await
+            .with_context(|| format!("server-side apply of the pair as {manager}"))?;
         Ok(())
     }
 
@@ -568,6 +599,7 @@ impl World {
             acks,
         };
         let keep = self.opts.keep || !report.passed;
+        self.repair_nodes().await;
         self.teardown(keep).await;
         report
     }

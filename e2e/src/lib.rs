@@ -5,6 +5,7 @@
 //! - [`harness`]: a scenario's world: its own namespace with the pair, applied like
 //!   `kubectl apply`, the faults (SIGKILL of a member's postmaster, pod deletion, the operator
 //!   killed), waits and the closing verdict;
+//! - [`node_faults`]: a member's node lost or cut off, and brought back;
 //! - [`observer`]: watches of the pair, its client Service and EndpointSlices, pods and Events,
 //!   narrated as a timeline;
 //! - [`writer`]: a client inserting receipts through the client Service throughout, reconnecting
@@ -15,6 +16,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod harness;
+pub mod node_faults;
 pub mod observer;
 pub mod report;
 pub mod scenarios;

@@ -1,6 +1,7 @@
 //! The cluster's long-running processes: started detached (their own session, output to a log
 //! file, a pid file), so that `up` can return and leave the cluster running; stopped by `down`
-//! through their pid files.
+//! through their pid files. Each start also records the process's definition, so that one killed
+//! by a test's fault ([`crate::faults`]) can be started again the same way.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -16,7 +17,7 @@ use crate::layout::Layout;
 
 /// A process to start: its name (log and pid file stem), program, arguments, environment and
 /// the network namespace it runs in (`None`: the root namespace).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Daemon {
     pub name: String,
     pub program: PathBuf,
@@ -89,6 +90,10 @@ impl Daemon {
             .with_context(|| format!("start {} ({})", self.name, self.program.display()))?;
         let pid = i32::try_from(child.id()).context("pid out of range")?;
         fs::write(pid_file(layout, &self.name), pid.to_string())?;
+        fs::write(
+            definition_file(layout, &self.name),
+            serde_json::to_string(self).context("serialise a process definition")?,
+        )?;
         // Not waited for here: `down` stops it, and `up` returns while it runs. The handle is
         // dropped without killing the child.
         drop(child);
@@ -98,6 +103,35 @@ impl Daemon {
 
 fn pid_file(layout: &Layout, name: &str) -> PathBuf {
     layout.run().join(format!("{name}.pid"))
+}
+
+fn definition_file(layout: &Layout, name: &str) -> PathBuf {
+    layout.run().join(format!("{name}.json"))
+}
+
+/// Start `name` again as it was last started (it must not be running).
+pub fn restart(layout: &Layout, name: &str) -> Result<i32> {
+    if let Some(pid) = running_pid(layout, name) {
+        bail!("{name} is still running (pid {pid})");
+    }
+    let path = definition_file(layout, name);
+    let d: Daemon = serde_json::from_slice(
+        &fs::read(&path).with_context(|| format!("read {}", path.display()))?,
+    )
+    .with_context(|| format!("parse {}", path.display()))?;
+    d.start(layout)
+}
+
+/// SIGKILL `name` at once (no grace: a machine that loses power) and wait until it is gone.
+/// Its pid file stays, naming a dead process, so that `down` still knows of it.
+pub fn kill_now(layout: &Layout, name: &str) {
+    if let Some(pid) = running_pid(layout, name) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let end = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// The pid recorded for `name`, when its process is still alive.

@@ -8,6 +8,7 @@
 //! - [`bootstrap`]: what the components need in the API before they start;
 //! - [`agent`]: the node agent, a kubelet that runs containers as host processes;
 //! - [`cluster`]: `up` and `down`;
+//! - [`faults`]: a node lost or cut off, and brought back;
 //! - [`testing`]: what tests that need the real API server share.
 
 pub mod agent;
@@ -15,6 +16,7 @@ pub mod bootstrap;
 pub mod cluster;
 pub mod control_plane;
 pub mod daemon;
+pub mod faults;
 pub mod httpget;
 pub mod layout;
 pub mod net;

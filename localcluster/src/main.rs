@@ -59,6 +59,13 @@ enum Command {
     },
     /// Print `export KUBECONFIG=...` for the running cluster.
     Env,
+    /// Inject a fault into a node of the running cluster, or repair it.
+    Node {
+        #[arg(value_enum)]
+        fault: NodeFault,
+        /// The node (`node-1`, ...).
+        node: String,
+    },
     /// Run a node agent (started by `up`).
     #[command(hide = true)]
     NodeAgent {
@@ -74,6 +81,19 @@ enum Command {
     /// Become a container's process (started by a node agent; reads its spec on stdin).
     #[command(hide = true)]
     ContainerInit,
+}
+
+/// What `localcluster node` does.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum NodeFault {
+    /// Lose the node: cut it off, kill its agent, kube-proxy and containers.
+    Lose,
+    /// Bring a lost node back (as after a reboot).
+    Restore,
+    /// Cut the node off the network (its processes keep running).
+    Cut,
+    /// Repair the cut.
+    Reconnect,
 }
 
 fn main() -> ExitCode {
@@ -175,6 +195,20 @@ async fn run(command: Command, layout: Layout) -> anyhow::Result<()> {
                 Layout::new(dir).admin_kubeconfig().display()
             );
             Ok(())
+        }
+        Command::Node { fault, node } => {
+            let dir = cluster::running_dir()
+                .ok_or_else(|| anyhow::anyhow!("no local cluster is running"))?;
+            let layout = Layout::new(dir);
+            let slot =
+                NodeSlot::of_name(&node).ok_or_else(|| anyhow::anyhow!("bad node name {node}"))?;
+            use localcluster::faults;
+            match fault {
+                NodeFault::Lose => faults::lose(&layout, slot),
+                NodeFault::Restore => faults::restore(&layout, slot),
+                NodeFault::Cut => faults::cut(slot),
+                NodeFault::Reconnect => faults::reconnect(slot),
+            }
         }
         Command::NodeAgent {
             node,

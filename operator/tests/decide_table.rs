@@ -337,6 +337,43 @@ fn the_failover_delay_counts_from_when_failing_began_to_the_millisecond() {
     assert!(d.status.operation.is_some(), "2.1 s: failing over");
 }
 
+/// A probe to a lost node fails only after `probeTimeoutSeconds`: the member has not answered
+/// since the probe began, so the delay counts from then, and the next pass starts a probe
+/// timeout before the delay runs out (on the real cluster a lost primary's failover started
+/// 3.1 s after its first failed probe with a 2 s delay).
+#[test]
+fn a_failure_counts_from_the_start_of_the_probe_that_found_it() {
+    let mut w = healthy_world(|s| {
+        s.failover.delay_seconds = 2;
+        s.failover.probe_timeout_seconds = 1;
+    });
+    w.crash(P);
+    let mut obs = w.observe();
+    let probe_began = w
+        .now
+        .checked_sub(jiff::SignedDuration::from_secs(1))
+        .unwrap();
+    obs.probed_at = Some(probe_began);
+    let d = decide(&w.pair, &obs, w.now);
+    assert_eq!(
+        d.status.primary.failing_since.as_ref().map(|t| t.0),
+        Some(probe_began)
+    );
+    assert!(d.status.operation.is_none(), "1 s of a 2 s delay");
+    assert_eq!(
+        d.requeue_after,
+        receiptdb_operator::pair::FAST,
+        "1 s left, and the next probe may take 1 s: the next pass is due at once"
+    );
+    w.pair.status = Some(d.status);
+    w.tick(1000, false);
+    let d = w.pass(None, false);
+    assert!(
+        d.status.operation.is_some(),
+        "2 s after the probe began: failing over"
+    );
+}
+
 #[test]
 fn failover_target_dying_mid_promotion_is_reported_and_resumed() {
     let mut w = healthy_world(|s| s.failover.delay_seconds = 2);
@@ -720,6 +757,60 @@ fn automatic_failback_switches_back_to_primary_without_loss() {
         .any(|d| has(d, |a| *a == Action::FenceWrites { member: S })));
     assert_eq!(w.lost_on(P), 0);
     assert!(!w.node(P).read_only);
+}
+
+/// `kubectl drain` cordons the node first and its evictions of the active member are refused by
+/// the PodDisruptionBudget, which protects the active member only: the operator switches over
+/// to the other member, and the budget follows the clients.
+#[test]
+fn a_cordoned_active_node_is_switched_away_from_and_the_budget_follows() {
+    let mut w = healthy_world(|s| s.failover.failback_delay_seconds = 5);
+    let d = w.pass(None, false);
+    assert_eq!(d.desired.unwrap().protected, Some(P));
+    w.cordoned[idx(P)] = true;
+    let d = w.pass(None, false);
+    let op = d.status.operation.clone().expect("a switchover starts");
+    assert_eq!((op.kind, op.member), (OperationKind::Switchover, S));
+    assert!(op.reason.contains("cordoned"), "{}", op.reason);
+    assert!(w.run_until(60, |w| w.status().active_member == Some(S)
+        && w.status().operation.is_none()));
+    let d = w.pass(None, false);
+    assert_eq!(d.desired.unwrap().protected, Some(S));
+    assert_eq!(w.lost_on(S), 0);
+    // No automatic failback onto the cordoned node, however long the pair stays in sync ...
+    w.run_until(120, |w| w.status().active_member == Some(P));
+    assert_eq!(
+        w.status().active_member,
+        Some(S),
+        "no failback while cordoned"
+    );
+    // ... and it comes once the node is uncordoned.
+    w.cordoned[idx(P)] = false;
+    assert!(w.run_until(120, |w| w.status().active_member == Some(P)
+        && w.status().operation.is_none()));
+    assert_eq!(w.lost_on(P), 0);
+}
+
+#[test]
+fn no_switchover_onto_a_cordoned_node() {
+    let mut w = healthy_world(|_| {});
+    w.cordoned = [true, true];
+    for _ in 0..10 {
+        let d = w.pass(None, false);
+        assert!(d.status.operation.is_none(), "{:?}", d.status.operation);
+        w.tick(500, true);
+    }
+    w.cordoned = [false, true];
+    w.request_switchover(S);
+    let d = w.pass(None, false);
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::Event {
+            reason: "SwitchoverRefused",
+            ..
+        }
+    )));
+    assert!(d.status.operation.is_none());
 }
 
 #[test]

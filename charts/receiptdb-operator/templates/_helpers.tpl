@@ -165,3 +165,14 @@ the Lease named after the release.
   resourceNames: [{{ include "receiptdb-operator.fullname" . | quote }}]
   verbs: ["get", "update"]
 {{- end }}
+
+{{/*
+Nodes: read (`get`, by name) the node of each member pod, to see it cordoned (`kubectl drain`
+cordons before it evicts) and switch clients off the active member ahead of the eviction. No
+list or watch, no write.
+*/}}
+{{- define "receiptdb-operator.nodeRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get"]
+{{- end }}

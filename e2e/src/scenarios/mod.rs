@@ -3,7 +3,10 @@
 //! verdict live in [`crate::harness`].
 
 mod crash;
+mod drain;
 mod drift;
+mod gitops;
+mod nodes;
 mod planned;
 mod restart;
 mod steps;
@@ -33,6 +36,9 @@ pub fn all() -> Vec<Scenario> {
     v.extend(restart::scenarios());
     v.extend(planned::scenarios());
     v.extend(drift::scenarios());
+    v.extend(nodes::scenarios());
+    v.extend(gitops::scenarios());
+    v.extend(drain::scenarios());
     v
 }
 

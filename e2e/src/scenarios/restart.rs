@@ -1,6 +1,7 @@
-//! The operator dies mid-operation (its pod deleted with grace period 0: the process is
-//! killed mid-pass) and the replacement its Deployment starts, with nothing but the API's
-//! state, carries on: during the failover, and during the rejoin Job.
+//! The leading operator replica dies mid-operation (its pod deleted with grace period 0: the
+//! process is killed mid-pass, its Lease not released) and the other replica, once the Lease
+//! expires, carries on with nothing but the API's state: during the failover, and during the
+//! rejoin Job.
 
 use receiptdb_operator::crd::{Member, OperationKind, OperationStep};
 

@@ -76,6 +76,14 @@ fn remove_tree(dir: &Path) {
     let _ = fs::remove_dir(dir);
 }
 
+/// SIGKILL every process of every container of a node at once (the node's loss), leaving the
+/// cgroups for the next agent to remove.
+pub fn kill_node(node: &str) {
+    if let Some(root) = hierarchy() {
+        kill(&root.join(TOP).join(node));
+    }
+}
+
 /// Every cgroup of a node (agent start-up: containers of an earlier agent are killed).
 pub fn remove_node(node: &str) {
     if let Some(root) = hierarchy() {

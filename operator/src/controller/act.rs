@@ -82,7 +82,12 @@ pub async fn apply_owned(
     )
     .await?;
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), &ns);
-    apply(&pdbs, &pdb::pod_disruption_budget(pair), ctx).await?;
+    apply(
+        &pdbs,
+        &pdb::pod_disruption_budget(pair, desired.protected),
+        ctx,
+    )
+    .await?;
 
     // A data-writing Job that runs without its claim (created by an operator that did not make
     // claims) cannot be scheduled: give it its claim.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::ResourceExt;
@@ -96,6 +96,8 @@ pub struct Objects {
     pub jobs: Vec<Job>,
     /// The TLS Secrets.
     pub tls: TlsObjects,
+    /// Whether each member pod's node is cordoned (None: unknown).
+    pub node_cordoned: [Option<bool>; 2],
 }
 
 /// Observe one pair: read its objects, probe its members, then assemble decide's input.
@@ -104,6 +106,7 @@ pub async fn observe(pair: &ReceiptDbPair, ctx: &Context) -> Result<Observed, Er
     let mut out = assemble(pair, &objects);
     // Probe every member with a running pod, in parallel, each under the spec's timeout.
     let timeout = Duration::from_secs(u64::from(pair.spec.failover.probe_timeout_seconds.max(1)));
+    out.observation.probed_at = Some(ctx.now());
     let probes = Member::ALL.map(|member| {
         let running = member_pod(pair, member, &objects.pods).is_some_and(pod_running);
         let target = running.then(|| out.target(pair, member)).flatten();
@@ -155,6 +158,14 @@ pub async fn read(pair: &ReceiptDbPair, ctx: &Context) -> Result<Objects, Error>
         .await
         .map_err(Error::kube("listing pods"))?
         .items;
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (i, member) in Member::ALL.into_iter().enumerate() {
+        let node = member_pod(pair, member, &objects.pods)
+            .and_then(|p| p.spec.as_ref()?.node_name.clone());
+        if let Some(node) = node {
+            objects.node_cordoned[i] = node_cordoned(&nodes, &node).await;
+        }
+    }
     objects.service = Api::<Service>::namespaced(client.clone(), &ns)
         .get_opt(&pair.client_service_name())
         .await
@@ -165,6 +176,18 @@ pub async fn read(pair: &ReceiptDbPair, ctx: &Context) -> Result<Objects, Error>
         .map_err(Error::kube("listing Jobs"))?
         .items;
     Ok(objects)
+}
+
+/// Whether a Node is cordoned; `None` when it cannot be read. Not an error: the operator then
+/// only loses the planned switchover ahead of a drain (the chart grants `get` on nodes).
+async fn node_cordoned(nodes: &Api<Node>, name: &str) -> Option<bool> {
+    match nodes.get_opt(name).await {
+        Ok(n) => n.map(|n| n.spec.and_then(|s| s.unschedulable).unwrap_or(false)),
+        Err(e) => {
+            tracing::debug!(node = name, error = %e, "cannot read the member's node");
+            None
+        }
+    }
 }
 
 /// The spec problems the schema could not catch, given the Secrets that exist (pure).
@@ -230,6 +253,7 @@ pub fn assemble(pair: &ReceiptDbPair, objects: &Objects) -> Observed {
         let m = obs.member_mut(member);
         m.replicas = objects.replicas[i];
         m.pod = member_pod(pair, member, &objects.pods).map(pod_observation);
+        m.node_cordoned = objects.node_cordoned[i];
     }
     obs.service_selects = objects.service.as_ref().map(services::selected_member);
     obs.last_backup_job = last_scheduled_backup(&objects.jobs, &objects.pods);

@@ -92,7 +92,11 @@ fn step(cx: &mut Cx) -> Option<String> {
             cx.requeue_within(FAST);
             return None;
         }
-        Verdict::Waiting(d) => cx.requeue_within(d),
+        // The next pass's probe takes up to the probe timeout before the verdict: start it that
+        // much before the delay runs out, so the failover starts when it does.
+        Verdict::Waiting(d) => cx.requeue_within(d.saturating_sub(Duration::from_secs(u64::from(
+            cx.spec().failover.probe_timeout_seconds,
+        )))),
         Verdict::Refused(why) => {
             let why = why.join("; ");
             nothing_serves_if_both_down(cx);

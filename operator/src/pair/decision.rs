@@ -31,6 +31,9 @@ pub struct Desired {
     pub secondary_replicas: i32,
     /// The member the client Service selects; `None` selects no pod at all.
     pub service_selects: Option<Member>,
+    /// The member the PodDisruptionBudget keeps from eviction: the active one (or, while none
+    /// is, the authoritative one). `None` protects no pod.
+    pub protected: Option<Member>,
 }
 
 impl Desired {

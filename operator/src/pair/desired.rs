@@ -50,5 +50,6 @@ pub(crate) fn compute(cx: &Cx) -> Desired {
         primary_replicas: runs(Member::Primary),
         secondary_replicas: runs(Member::Secondary),
         service_selects,
+        protected: cx.status.active_member.or(cx.status.authoritative_member),
     }
 }

@@ -15,6 +15,55 @@
 //! - failover is enabled and the pair is not paused (paused pairs never reach this code).
 //!
 //! Otherwise the failover is refused and the reasons are reported (Ready condition, Event).
+//!
+//! ## When the active member's node stops answering
+//! A lost node (powered off, crashed) and a cut-off one (a network partition) look the same
+//! from here: the member's probe times out; its pod may stay `Ready` in the API until the node
+//! controller's grace period (40 s by default) runs out; and deleting the pod never completes,
+//! since nothing on the node confirms it. What the operator concludes, and from what:
+//! - **Failing.** The member is failing from the start of the first probe that found no answer
+//!   (`failingSince`: a probe to a silent node fails only after `probeTimeoutSeconds`). The
+//!   failover starts `delaySeconds` later. It waits for neither the Node's `NotReady` nor the
+//!   pod's deletion.
+//! - **"Confirmed down"** ([`super::promotion::confirmed_down`]): its StatefulSet is at 0
+//!   replicas, and its pod is gone or its server does not answer the operator. On a lost or
+//!   cut-off node that holds as soon as the StatefulSet is scaled down. It is *not* proof that
+//!   the old server stopped: a cut-off server keeps running. Promotion is safe for the reasons
+//!   below, not because of it.
+//! - **Synchronous mode.** While `status.synchronousStandby` names the standby, the old primary
+//!   cannot acknowledge a commit made with `synchronous_commit` `on`, `remote_write` or
+//!   `remote_apply` (the default is `on`) without that standby's confirmation. Only the operator
+//!   relaxes `synchronous_standby_names`, over SQL, after persisting the cleared status
+//!   (`super::synchronous`), so an unreachable primary cannot have relaxed it. Once promoted,
+//!   the standby streams from nobody and confirms nothing. So promotion waits for nothing more.
+//!   Every commit the old primary acknowledged is on the new one, and what it wrote and did not
+//!   acknowledge is discarded when it is re-aligned.
+//! - **Sessions that lower `synchronous_commit`** (`local`, `off`: PostgreSQL lets any session
+//!   do so) take the asynchronous risk. A cut-off old primary can acknowledge their commits to
+//!   clients that still reach it, and the re-alignment discards them. Today nothing bounds that
+//!   window except the cut's end: the node agent then stops the pod. A self-fencing agent in
+//!   the member pod is not built yet.
+//! - **Asynchronous mode, or a synchronous pair that had degraded** (`synchronousStandby`
+//!   empty): commits may be acknowledged without the standby. The failover goes ahead only
+//!   when the standby's last known lag is within `replication.maxLagBytes`; that is the data at
+//!   risk, recorded in `lastFailover.lagBytes`. Otherwise it is refused, the reason is
+//!   reported, and the pair waits for the old member to answer again, losing nothing. Knowing
+//!   the old primary is down (its Node gone, its pod deleted) would not bring back what the
+//!   standby never received, so no such confirmation overrides the limit. A degraded
+//!   synchronous pair is refused outright: the standby was not confirming commits.
+//!   In asynchronous mode a cut-off old primary also goes on acknowledging the commits of
+//!   clients on its side of the cut. The client Service stops selecting it when the failover
+//!   starts, so only clients that reach its pod directly can do that.
+//! - **The old primary returns.** The failover marks it stale and fenced and scales its
+//!   StatefulSet to 0, so its pod is already being deleted. When the node reaches the API again,
+//!   its agent stops the pod with its `preStop`: `pg_ctl stop -m fast` ends every session at
+//!   once. A commit waiting for the standby is terminated (57P01), never cancelled; a cancelled
+//!   wait would report the commit as done. A node that was lost starts afresh and kills what
+//!   is left. The Service never selects a stale member, and the rejoin Job re-aligns it
+//!   (`pg_rewind` discards what it wrote after the fork) before it may serve again.
+//! - **The operator's own node.** Leader election hands the pair to the other replica when the
+//!   Lease expires (8 s after the last renewal). Until then nothing is decided, and the time
+//!   adds to the failover's.
 
 use std::time::Duration;
 

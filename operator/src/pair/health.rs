@@ -5,6 +5,8 @@
 //! server (LSN, timeline, lag) keep their last observed value while it is unreachable: they are
 //! the operator's memory of how far each member got, used to judge data at risk.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
 use crate::crd::{Member, ServerRole};
 
 use super::context::{format_lsn, parse_lsn, Cx};
@@ -22,7 +24,8 @@ pub(crate) fn observe(cx: &mut Cx) {
 fn observe_member(cx: &mut Cx, m: Member) {
     let seen = cx.seen(m);
     let healthy = seen.healthy();
-    let now = cx.micro_time();
+    // A failure is dated from the start of the probe that found it (see `probed_at`).
+    let now = cx.obs.probed_at.map_or_else(|| cx.micro_time(), MicroTime);
     let expected_up = {
         let st = cx.member(m);
         st.initialized && !st.fenced && !seen.data_lost

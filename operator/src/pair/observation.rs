@@ -33,6 +33,10 @@ pub struct Observation {
     pub requests: Requests,
     /// The newest finished Job of the scheduled backup (the CronJob's), if any.
     pub last_backup_job: Option<FinishedBackup>,
+    /// When the members' probes started. A member that failed its probe has not answered since
+    /// then, so its `failingSince` is this time rather than the decision's (a probe to a lost
+    /// node only fails after `failover.probeTimeoutSeconds`). `None`: the decision's time.
+    pub probed_at: Option<jiff::Timestamp>,
 }
 
 /// A finished Job of the scheduled backup.
@@ -86,6 +90,10 @@ pub struct MemberObservation {
     /// then forgets that the member was initialised: it is cloned again from the authoritative
     /// member, or, when both are gone, restored from `bootstrap.fromBackup`.
     pub data_lost: bool,
+    /// The member pod's node is cordoned (`spec.unschedulable`, which `kubectl drain` sets
+    /// before it evicts anything). `None`: unknown (no pod, not scheduled, or the Node could
+    /// not be read).
+    pub node_cordoned: Option<bool>,
 }
 
 impl MemberObservation {

@@ -82,8 +82,25 @@ pub(crate) fn plan(cx: &mut Cx) -> bool {
             }
             true
         }
-        None => failback(cx),
+        None => drain(cx) || failback(cx),
     }
+}
+
+/// The active member's node is cordoned, as `kubectl drain` does before it evicts: switch
+/// clients over to the other member while it is safe, rather than let the drain wait for ever
+/// (the PodDisruptionBudget keeps the active member's pod until it is no longer active) or
+/// someone force it into a crash. When the switchover is refused, the drain waits and the
+/// refusal's cause is what the pair's conditions already report.
+fn drain(cx: &mut Cx) -> bool {
+    let Some(active) = cx.status.active_member else {
+        return false;
+    };
+    if cx.seen(active).node_cordoned != Some(true) || refusal(cx, active.other()).is_some() {
+        return false;
+    }
+    let reason = format!("{active}'s node is cordoned for a drain");
+    start(cx, active.other(), &reason, None);
+    true
 }
 
 fn failback(cx: &mut Cx) -> bool {
@@ -125,6 +142,9 @@ pub(crate) fn refusal(cx: &Cx, target: Member) -> Option<String> {
     }
     if !cx.healthy(target) {
         return Some(format!("{target} is not healthy"));
+    }
+    if cx.seen(target).node_cordoned == Some(true) {
+        return Some(format!("{target}'s node is cordoned"));
     }
     if cx.streaming() {
         let sync = cx.status.synchronous_standby == Some(target);

@@ -99,6 +99,8 @@ pub struct World {
     pub data_lost: [bool; 2],
     /// Timeline forks: (new lineage, parent lineage, position where it forked).
     pub forks: Vec<(u64, u64, u64)>,
+    /// Each member's node is cordoned (`kubectl drain` has begun).
+    pub cordoned: [bool; 2],
 }
 
 pub fn idx(m: Member) -> usize {
@@ -126,6 +128,7 @@ impl World {
             replication_delay: 0,
             data_lost: [false, false],
             forks: Vec::new(),
+            cordoned: [false, false],
         }
     }
 
@@ -187,6 +190,7 @@ impl World {
                 pod,
                 probe,
                 data_lost: self.data_lost[idx(m)],
+                node_cordoned: n.pod.then_some(self.cordoned[idx(m)]),
             }
         };
         Observation {
@@ -198,6 +202,8 @@ impl World {
             jobs: self.jobs.clone(),
             requests: self.requests.clone(),
             last_backup_job: None,
+            // The model's probes answer at once.
+            probed_at: Some(self.now),
         }
     }
 
