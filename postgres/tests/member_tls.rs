@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use member_common::*;
 
-use receiptdb_postgres::actions::reload_config;
+use receiptdb_postgres::actions::{promote, reload_config};
 use receiptdb_postgres::conn::{RootCerts, SslMode, Target, TlsSettings};
-use receiptdb_postgres::member::{self, MemberTls};
+use receiptdb_postgres::job_report::RejoinMethod;
+use receiptdb_postgres::member::{self, MemberTls, Secret};
 use receiptdb_postgres::pki;
 use receiptdb_postgres::testing::tls::{test_names, test_pki, verify_full, write_member_files};
 use receiptdb_postgres::testing::{postgres_tempdir, TestCluster, TEST_PASSWORD};
@@ -239,4 +240,72 @@ async fn standby_streams_over_tls_and_a_reissued_certificate_is_picked_up_by_rel
         "the standby reconnected (a new walsender)"
     );
     assert!(ssl);
+}
+
+/// A failover and a rejoin with TLS on: pg_rewind reads from the new primary over verified TLS,
+/// and the rejoined member streams from it with `verify-full`.
+#[tokio::test]
+async fn a_stale_member_rejoins_over_tls() {
+    let (ca, server) = test_pki();
+    let (a, a_tls) = tls_primary(&ca, &server).await;
+    let a_target = verify_full(a.target("postgres"), &a_tls.ca_file);
+    let (dir, mut opts) = clone_options(&a, "secondary");
+    let b_tls = write_member_files(&dir.path().join("tls"), &ca.cert_pem, &server);
+    opts.source = a_target.clone();
+    opts.tls = Some(b_tls.clone());
+    member::clone(&opts).await.expect("clone over TLS");
+    let b = TestCluster::adopt(dir);
+    let b_target = verify_full(b.target("postgres"), &b_tls.ca_file);
+    wait_in_sync(&a_target, &b_target, "secondary").await;
+
+    // Fail over to b while a still takes writes: a diverges and must be rewound.
+    promote(&b_target, Duration::from_secs(30))
+        .await
+        .expect("promote");
+    a_target
+        .connect(T)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE lost AS SELECT g FROM generate_series(1, 1000) g; CHECKPOINT")
+        .await
+        .unwrap();
+    a.stop("fast");
+
+    let ropts = member::RejoinOptions {
+        pgdata: a.data_dir(),
+        source: b_target.clone(),
+        slot: "primary".into(),
+        port: a.port,
+        replication_user: "replicator".into(),
+        replication_password: Secret::new(REPL_PASSWORD),
+        application_name: "primary".into(),
+        no_sync: true,
+        tls: Some(a_tls.clone()),
+    };
+    let rep = member::rejoin(&ropts).await.expect("rejoin over TLS");
+    assert_eq!(rep.method, Some(RejoinMethod::Rewind), "{rep:?}");
+    a.pg_ctl_start();
+    wait_in_sync(&b_target, &a_target, "primary").await;
+    let ssl: bool = b_target
+        .connect(T)
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s ON s.pid = r.pid
+             WHERE r.application_name = 'primary'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the rejoined member streams without TLS");
+    let conninfo: String = a_target
+        .connect(T)
+        .await
+        .unwrap()
+        .query_one("SHOW primary_conninfo", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(conninfo.contains("sslmode=verify-full"), "{conninfo}");
 }
