@@ -86,12 +86,19 @@ spec:
   template:
     spec:
       restartPolicy: Never
+      volumes:
+      - {name: ca, secret: {secretName: $PAIR-ca}}
       containers:
       - name: writer
         image: docker.io/library/postgres:15-bookworm
         env:
         - name: PGPASSWORD
           valueFrom: {secretKeyRef: {name: $PAIR-superuser, key: password}}
+        # TLS, verifying the Service's name against the pair's CA, as clients should.
+        - {name: PGSSLMODE, value: verify-full}
+        - {name: PGSSLROOTCERT, value: /ca/ca.crt}
+        volumeMounts:
+        - {name: ca, mountPath: /ca, readOnly: true}
         command: ["bash", "-c"]
         args:
         - |

@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use receiptdb_operator::crd::{Member, ReceiptDbPair, ReceiptDbPairSpec};
 use receiptdb_operator::resources::secrets::{password_in, password_ref, PasswordRole};
+use receiptdb_operator::resources::tls;
 use receiptdb_postgres::compare::{compare, CompareOptions};
-use receiptdb_postgres::conn::Target;
+use receiptdb_postgres::conn::{tls_connector, RootCerts, Target, TlsSettings};
 use serde_json::json;
 
 use crate::clock::Timeline;
@@ -20,7 +21,7 @@ use crate::cluster::{Cluster, OPERATOR_NAMESPACE};
 use crate::observer::{Observer, Sample};
 use crate::report::ScenarioReport;
 use crate::verdict::{self, Check};
-use crate::writer::{Writer, WriterConfig};
+use crate::writer::{Writer, WriterConfig, WriterTls};
 
 /// The pair every scenario creates.
 pub const PAIR: &str = "orca";
@@ -135,6 +136,42 @@ impl World {
     }
 
     /// The superuser's password, from the pair's Secret.
+    /// How the writer verifies the pair, as its clients should: `verify-full` against the CA
+    /// in `<pair>-ca`, for the client Service's DNS name (and, in external mode, the other
+    /// member's). None when the pair has TLS off.
+    async fn writer_tls(&self, pair: &ReceiptDbPair, external: bool) -> Result<Option<WriterTls>> {
+        if !tls::enabled(pair) {
+            return Ok(None);
+        }
+        let name = tls::client_ca_secret_name(pair);
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
+            .get(&name)
+            .await
+            .with_context(|| format!("read the clients' CA Secret {name}"))?;
+        let ca = tls::text_in(&secret, "ca.crt")
+            .with_context(|| format!("Secret {name} has no ca.crt"))?;
+        let settings = TlsSettings::verify_full(RootCerts::Pem {
+            label: format!("Secret {name}"),
+            pem: Arc::new(ca.into_bytes()),
+        });
+        let active = self
+            .observer
+            .latest()
+            .and_then(|s| s.status.active_member)
+            .unwrap_or(Member::Primary);
+        Ok(Some(WriterTls {
+            server_name: format!("{}.{}.svc", pair.client_service_name(), self.namespace),
+            mirror_name: external.then(|| {
+                format!(
+                    "{}.{}.svc",
+                    pair.member_name(active.other()),
+                    self.namespace
+                )
+            }),
+            connector: tls_connector(&settings).context("the writer's TLS settings")?,
+        }))
+    }
+
     async fn superuser_password(&self) -> Result<String> {
         let pair = self.pair().await?;
         let r = password_ref(&pair, PasswordRole::Superuser);
@@ -207,6 +244,7 @@ impl World {
                 dbname: self.spec.postgres.database.clone(),
                 interval: Duration::from_millis(20),
                 mirror,
+                tls: self.writer_tls(&pair, external).await?,
             },
             self.timeline.clone(),
         )

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use receiptdb_postgres::conn::MakeRustlsConnect;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::clock::Timeline;
@@ -63,6 +65,30 @@ pub struct WriterConfig {
     /// the other member too (directly, at this address). Failures there are counted, not
     /// retried.
     pub mirror: Option<(String, u16)>,
+    /// TLS: the host names the certificate must carry for `host` and for the mirror (the
+    /// addresses are IPs, which the certificate does not name), and the connector verifying
+    /// them against the pair's CA (`verify-full`). None: plain text (a pair without TLS).
+    pub tls: Option<WriterTls>,
+}
+
+/// How the writer verifies the members, like a well-configured client.
+#[derive(Clone)]
+pub struct WriterTls {
+    /// The client Service's DNS name.
+    pub server_name: String,
+    /// The mirror member's DNS name (external replication mode).
+    pub mirror_name: Option<String>,
+    /// A connector verifying against the pair's CA, host name included.
+    pub connector: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for WriterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterTls")
+            .field("server_name", &self.server_name)
+            .field("mirror_name", &self.mirror_name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The running writer.
@@ -155,11 +181,24 @@ impl Drop for Writer {
 /// lost or cut off: no reset ever arrives) is declared broken within about 3 s, whether a
 /// request is unacknowledged (`tcp_user_timeout`) or the client waits for an answer
 /// (keepalives after 1 s idle, every 1 s, 2 missed). Only a server that accepts writes is
-/// kept (`target_session_attrs=read-write`).
+/// kept (`target_session_attrs=read-write`). With TLS configured the server is verified: the
+/// TCP connection goes to the address, the certificate is checked against the DNS name.
 pub async fn connect(cfg: &WriterConfig) -> Result<Client, tokio_postgres::Error> {
     let mut c = Config::new();
-    c.host(&cfg.host)
-        .port(cfg.port)
+    match (&cfg.tls, cfg.host.parse::<std::net::IpAddr>()) {
+        (Some(tls), Ok(ip)) => {
+            let name = if cfg.mirror.as_ref().is_some_and(|(h, _)| *h == cfg.host) {
+                tls.mirror_name.as_deref().unwrap_or(&tls.server_name)
+            } else {
+                tls.server_name.as_str()
+            };
+            c.host(name).hostaddr(ip);
+        }
+        _ => {
+            c.host(&cfg.host);
+        }
+    }
+    c.port(cfg.port)
         .user(&cfg.user)
         .password(&cfg.password)
         .dbname(&cfg.dbname)
@@ -171,6 +210,14 @@ pub async fn connect(cfg: &WriterConfig) -> Result<Client, tokio_postgres::Error
         .keepalives_interval(Duration::from_secs(1))
         .keepalives_retries(2)
         .target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    if let Some(tls) = &cfg.tls {
+        c.ssl_mode(SslMode::Require);
+        let (client, conn) = c.connect(tls.connector.clone()).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Ok(client);
+    }
     let (client, conn) = c.connect(NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;

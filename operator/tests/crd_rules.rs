@@ -127,3 +127,20 @@ fn client_service_name_is_fixed_after_creation() {
         .validate_cel_update(&old)
         .expect("other client Service fields may change");
 }
+
+#[test]
+fn tls_on_or_off_is_fixed_after_creation() {
+    let old = pair("orca", serde_json::json!({}));
+    let same = pair(
+        "orca",
+        serde_json::json!({"tls": {"enabled": true, "serverSecret": "mine"}}),
+    );
+    same.validate_cel_update(&old)
+        .expect("TLS stays on; the server Secret may change");
+    let off = pair("orca", serde_json::json!({"tls": {"enabled": false}}));
+    rejected_with(
+        off.validate_cel_update(&old),
+        "tls.enabled cannot change after creation",
+    );
+    off.validate_cel().expect("a new pair may have TLS off");
+}

@@ -71,7 +71,7 @@ fn a_missing_referenced_object_is_looked_for_again_soon() {
         ),
         SpecProblem::SecretMissing {
             name: "app-superuser".into(),
-            field: "superuserSecret",
+            field: "postgres.superuserSecret",
         },
     ];
     let d = decide(&w.pair, &obs, w.now);

@@ -28,6 +28,7 @@ use receiptdb_operator::pair::{
 use receiptdb_postgres::job_report::{
     BackupReport, CloneReport, Entrypoint, InitdbReport, JobReport,
 };
+use receiptdb_postgres::pki;
 use serde_json::json;
 
 mod fake_api;
@@ -81,6 +82,9 @@ impl MemberClient for FakeMembers {
         standby: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), String>> {
         self.record(format!("sync-standby {} {standby:?}", t.member))
+    }
+    fn reload_config<'a>(&'a self, t: &'a MemberTarget) -> BoxFuture<'a, Result<(), String>> {
+        self.record(format!("reload {}", t.member))
     }
 }
 
@@ -535,7 +539,7 @@ async fn a_missing_referenced_secret_is_a_spec_error_that_changes_nothing() {
         obs.observation.spec_problems,
         [SpecProblem::SecretMissing {
             name: "not-there".into(),
-            field: "superuserSecret"
+            field: "postgres.superuserSecret"
         }]
     );
     assert!(
@@ -819,4 +823,198 @@ async fn error_policy_waits_on_spec_errors_and_backs_off_otherwise() {
     let (a, b) = (first.as_secs_f64(), last.as_secs_f64());
     assert!((0.5..=1.0).contains(&a), "first retry after {a} s");
     assert!((16.0..=32.0).contains(&b), "sixth retry after {b} s");
+}
+
+fn text(s: &Secret, key: &str) -> String {
+    String::from_utf8(s.data.as_ref().unwrap()[key].0.clone()).unwrap()
+}
+
+/// TLS is on by default: one pass makes the pair's CA, a server certificate for every name the
+/// members are reached by, and the clients' copy of the CA; later passes keep them.
+#[tokio::test]
+async fn the_first_pass_creates_the_ca_the_server_certificate_and_the_clients_ca() {
+    let e = env().await;
+    e.pass().await.unwrap();
+    let ca = e.secret("orca-tls-ca").await.expect("the CA Secret");
+    let server = e.secret("orca-tls").await.expect("the server Secret");
+    let client_ca = e.secret("orca-ca").await.expect("the clients' CA Secret");
+    let ca_pem = text(&ca, "ca.crt");
+    assert!(text(&ca, "ca.key").contains("PRIVATE KEY"));
+    assert_eq!(text(&client_ca, "ca.crt"), ca_pem);
+    assert_eq!(
+        client_ca.data.as_ref().unwrap().len(),
+        1,
+        "clients get no key"
+    );
+    assert_eq!(server.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert_eq!(text(&server, "ca.crt"), ca_pem);
+    let cert = text(&server, "tls.crt");
+    assert!(pki::signed_by(&cert, &ca_pem));
+    let info = pki::inspect(&cert).unwrap();
+    for name in [
+        "orca.clinic.svc",
+        "orca-primary.clinic.svc",
+        "orca-secondary.clinic.svc",
+    ] {
+        assert!(
+            info.names.contains(name),
+            "{name} missing: {:?}",
+            info.names
+        );
+    }
+    let sts = e.sts(Member::Primary).await.unwrap();
+    let vols = sts.spec.unwrap().template.spec.unwrap().volumes.unwrap();
+    assert!(vols
+        .iter()
+        .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("orca-tls")));
+
+    e.pass().await.unwrap();
+    assert_eq!(text(&e.secret("orca-tls").await.unwrap(), "tls.crt"), cert);
+    assert_eq!(
+        text(&e.secret("orca-tls-ca").await.unwrap(), "ca.crt"),
+        ca_pem
+    );
+}
+
+/// A certificate within 30 days of expiry is re-issued by the same CA, and the members that
+/// answer are asked to reload for a while after (no restart, no failover).
+#[tokio::test]
+async fn a_certificate_near_expiry_is_reissued_and_the_members_reload() {
+    let base = env().await;
+    let start = jiff::Timestamp::now();
+    let now = Arc::new(Mutex::new(start));
+    let clock = now.clone();
+    let e = Env {
+        ctx: Arc::new(
+            Context::for_tests(base.client.clone(), base.members.clone())
+                .with_clock(Arc::new(move || *clock.lock().unwrap())),
+        ),
+        ..base
+    };
+    let set_time = |secs: i64| {
+        *now.lock().unwrap() = jiff::Timestamp::from_second(start.as_second() + secs).unwrap();
+    };
+    let reloads = |e: &Env| {
+        let calls = std::mem::take(&mut *e.members.calls.lock().unwrap());
+        calls
+            .into_iter()
+            .filter(|c| c.starts_with("reload"))
+            .collect::<Vec<_>>()
+    };
+    e.pass().await.unwrap();
+    let first = text(&e.secret("orca-tls").await.unwrap(), "tls.crt");
+    let ca_pem = text(&e.secret("orca-tls-ca").await.unwrap(), "ca.crt");
+    e.start_member_pod(Member::Primary).await;
+    e.members.set(Member::Primary, Ok(primary_probe(false)));
+
+    // 400 s after the first issue: outside the reload window, nothing to do.
+    set_time(400);
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), Vec::<String>::new());
+    assert_eq!(text(&e.secret("orca-tls").await.unwrap(), "tls.crt"), first);
+
+    // 336 days on, 29 days are left: re-issued by the same CA.
+    let day = 86_400;
+    set_time(336 * day);
+    e.pass().await.unwrap();
+    let second = text(&e.secret("orca-tls").await.unwrap(), "tls.crt");
+    assert_ne!(second, first, "re-issued");
+    assert!(pki::signed_by(&second, &ca_pem));
+    assert_eq!(
+        text(&e.secret("orca-tls-ca").await.unwrap(), "ca.crt"),
+        ca_pem
+    );
+
+    // The next passes ask the member that answers to reload, until the window ends.
+    set_time(336 * day + 10);
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), ["reload primary"]);
+    set_time(336 * day + 400);
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), Vec::<String>::new());
+    assert_eq!(
+        text(&e.secret("orca-tls").await.unwrap(), "tls.crt"),
+        second
+    );
+}
+
+/// A server Secret of the user's own (e.g. renewed by cert-manager): the operator issues
+/// nothing, publishes its CA to clients, and asks the members to reload after it changes.
+#[tokio::test]
+async fn a_user_supplied_certificate_is_used_and_a_renewal_reloads_the_members() {
+    let ca = pki::issue_ca("cert-manager CA", std::time::SystemTime::now()).unwrap();
+    let leaf = pki::issue_server(
+        &ca,
+        &["orca.clinic.svc".into()],
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let user_secret = |cert: &pki::CertAndKey| -> Secret {
+        let bytes = |t: &str| k8s_openapi::ByteString(t.as_bytes().to_vec());
+        let mut s = Secret::default();
+        s.metadata.name = Some("mine".into());
+        s.metadata.namespace = Some(NS.into());
+        s.type_ = Some("kubernetes.io/tls".into());
+        s.data = Some(BTreeMap::from([
+            ("tls.crt".to_string(), bytes(&cert.cert_pem)),
+            ("tls.key".to_string(), bytes(&cert.key_pem)),
+            ("ca.crt".to_string(), bytes(&ca.cert_pem)),
+        ]));
+        s
+    };
+    let mut spec = ReceiptDbPairSpec::default();
+    spec.tls.server_secret = Some("mine".into());
+    let base = env_with(spec, vec![user_secret(&leaf)]).await;
+    let start = jiff::Timestamp::now();
+    let now = Arc::new(Mutex::new(start));
+    let clock = now.clone();
+    let e = Env {
+        ctx: Arc::new(
+            Context::for_tests(base.client.clone(), base.members.clone())
+                .with_clock(Arc::new(move || *clock.lock().unwrap())),
+        ),
+        ..base
+    };
+    let reloads = |e: &Env| {
+        let calls = std::mem::take(&mut *e.members.calls.lock().unwrap());
+        calls
+            .into_iter()
+            .filter(|c| c.starts_with("reload"))
+            .collect::<Vec<_>>()
+    };
+    e.pass().await.unwrap();
+    assert!(e.secret("orca-tls").await.is_none(), "nothing issued");
+    assert!(
+        e.secret("orca-tls-ca").await.is_none(),
+        "no CA of the operator's"
+    );
+    assert_eq!(
+        text(&e.secret("orca-ca").await.unwrap(), "ca.crt"),
+        ca.cert_pem
+    );
+    e.start_member_pod(Member::Primary).await;
+    e.members.set(Member::Primary, Ok(primary_probe(false)));
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), Vec::<String>::new(), "nothing changed yet");
+
+    let renewed = pki::issue_server(
+        &ca,
+        &["orca.clinic.svc".into()],
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(e.client.clone(), NS)
+        .replace("mine", &PostParams::default(), &{
+            let mut s = user_secret(&renewed);
+            s.metadata.resource_version = e.secret("mine").await.unwrap().resource_version();
+            s
+        })
+        .await
+        .unwrap();
+    *now.lock().unwrap() = jiff::Timestamp::from_second(start.as_second() + 60).unwrap();
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), ["reload primary"]);
+    *now.lock().unwrap() = jiff::Timestamp::from_second(start.as_second() + 60 + 400).unwrap();
+    e.pass().await.unwrap();
+    assert_eq!(reloads(&e), Vec::<String>::new(), "the window ended");
 }

@@ -13,6 +13,8 @@
 //! - [`sync`]: re-align a target database to a source (schema and data), only what differs.
 //! - [`backup`]: compressed, optionally encrypted dumps with a manifest, and restore.
 //! - [`job_report`]: what each entrypoint reports to the operator (the typed contract).
+//! - [`conn`]: connections from libpq connection strings, TLS as libpq's `sslmode` says.
+//! - [`pki`]: a pair's CA and server certificate: issue, inspect, decide when to re-issue.
 
 pub mod actions;
 pub mod backup;
@@ -22,6 +24,7 @@ pub mod conn;
 pub mod job_report;
 pub mod member;
 pub mod pgbin;
+pub mod pki;
 mod report;
 pub mod schema;
 pub mod sync;

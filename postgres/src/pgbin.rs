@@ -61,7 +61,8 @@ pub fn hand_to_postgres(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// A command for a client program (`pg_dump`, `pg_restore`, `psql`) aimed at `target`: host,
-/// port, user and database go in `PG*` environment variables and the password, when the
+/// port, user, database and TLS (`PGSSLMODE`, `PGSSLROOTCERT`) go in `PG*` environment
+/// variables and the password, when the
 /// target has one, in `PGPASSWORD`, never in arguments (which every local user can read in
 /// `ps`).
 pub fn client_command_std(name: &str, target: &crate::conn::Target) -> Command {
@@ -85,6 +86,12 @@ pub fn client_command_std(name: &str, target: &crate::conn::Target) -> Command {
     }
     if let Some(pw) = cfg.get_password() {
         cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).as_ref());
+    }
+    // TLS as the target says. A CA held only in memory cannot be handed to a libpq program:
+    // it then uses PGSSLROOTCERT from this process's environment, if any.
+    cmd.env("PGSSLMODE", target.tls.mode.as_str());
+    if let Some(crate::conn::RootCerts::File(ca)) = &target.tls.root_certs {
+        cmd.env("PGSSLROOTCERT", ca);
     }
     cmd
 }

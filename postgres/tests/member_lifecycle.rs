@@ -152,6 +152,7 @@ async fn member_initdb_clone_and_rewind_after_failover() {
         replication_password: Secret::new(REPL_PASSWORD),
         application_name: "primary".into(),
         no_sync: true,
+        tls: None,
     };
     let rep = member::rejoin(&ropts).await.expect("rejoin");
     assert_eq!(rep.method, Some(RejoinMethod::Rewind), "{rep:?}");

@@ -21,6 +21,7 @@ fn rejoin_options(stale: &TestCluster, source: &TestCluster, name: &str) -> Rejo
         replication_password: Secret::new(REPL_PASSWORD),
         application_name: name.into(),
         no_sync: true,
+        tls: None,
     }
 }
 

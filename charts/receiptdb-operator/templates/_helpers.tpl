@@ -108,8 +108,10 @@ with reclaimPolicy Delete, an ownerReference to the pair) implements spec.storag
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Generated superuser and replication password Secrets (created once, random, never logged),
-# and reading user-supplied Secrets referenced by the spec (passwords, backup keys) to probe
-# the members. Deleted with the pair by garbage collection.
+# the pair's TLS Secrets (its CA, created once; the server certificate, patched when
+# re-issued; the clients' copy of the CA), and reading user-supplied Secrets referenced by the
+# spec (passwords, backup keys, a server certificate) to probe the members. Deleted with the
+# pair by garbage collection.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]

@@ -63,6 +63,9 @@ pub async fn apply_owned(
         }
     }
 
+    // Certificates before the StatefulSets and Jobs that mount them.
+    super::tls::ensure(pair, &observed.tls, ctx).await?;
+
     let svc: Api<Service> = Api::namespaced(c.clone(), &ns);
     let sts: Api<StatefulSet> = Api::namespaced(c.clone(), &ns);
     for member in Member::ALL {
@@ -218,6 +221,20 @@ pub async fn run_actions(
         }
     }
     Ok(())
+}
+
+/// Ask every member that answered its probe to reload (a re-issued certificate, see
+/// [`super::tls`]). Best effort: a member that cannot reload now is asked again next pass.
+pub async fn reload_members(pair: &ReceiptDbPair, observed: &Observed, ctx: &Context) {
+    for member in Member::ALL {
+        let answered = matches!(observed.observation.member(member).probe, Some(Ok(_)));
+        let Some(t) = observed.target(pair, member).filter(|_| answered) else {
+            continue;
+        };
+        if let Err(e) = ctx.members.reload_config(&t).await {
+            tracing::warn!(%member, error = %e, "could not reload the member's certificates");
+        }
+    }
 }
 
 /// Create the member's data claim when it does not exist yet (see

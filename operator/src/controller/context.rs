@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
+use receiptdb_postgres::conn::TlsSettings;
 use receiptdb_postgres::member::Secret;
 
 use crate::crd::Member;
@@ -30,6 +31,8 @@ pub struct MemberTarget {
     pub user: String,
     /// Its password, read from the pair's Secret.
     pub password: Secret,
+    /// How to verify the member: `verify-full` against the pair's CA when TLS is on.
+    pub tls: TlsSettings,
 }
 
 /// SQL on a running member. The production implementation
@@ -56,6 +59,8 @@ pub trait MemberClient: Send + Sync {
         target: &'a MemberTarget,
         standby: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), String>>;
+    /// Reload the server's configuration files and certificates (`pg_reload_conf()`).
+    fn reload_config<'a>(&'a self, target: &'a MemberTarget) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Everything a reconcile pass needs besides the pair itself.
@@ -73,6 +78,9 @@ pub struct Context {
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Consecutive failures per pair (`ns/name`), for exponential backoff.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
+    /// Per pair (`ns/name`), the user-supplied server Secret's resourceVersion last seen and
+    /// when it was first seen (see [`super::tls::user_secret_changed`]).
+    pub(crate) tls_seen: Mutex<HashMap<String, (String, Timestamp)>>,
 }
 
 impl Context {
@@ -93,6 +101,7 @@ impl Context {
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(Timestamp::now),
             failures: Mutex::new(HashMap::new()),
+            tls_seen: Mutex::new(HashMap::new()),
         }
     }
 

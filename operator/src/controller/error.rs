@@ -33,6 +33,9 @@ pub enum Error {
     /// The pair cannot be acted on as written (and the schema could not say so).
     #[error("invalid spec: {0}")]
     Spec(String),
+    /// A certificate could not be issued.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// An object could not be (de)serialized.
     #[error("{what}: {source}")]
     Json {
@@ -50,6 +53,7 @@ impl Error {
             Error::Member { .. } => "member",
             Error::Spec(_) => "spec",
             Error::Json { .. } => "json",
+            Error::Tls(_) => "tls",
         }
     }
 

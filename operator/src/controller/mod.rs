@@ -15,6 +15,7 @@ pub mod observe;
 mod postgres_members;
 pub mod reconcile;
 pub mod status;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

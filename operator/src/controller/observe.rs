@@ -17,6 +17,7 @@ use receiptdb_postgres::member::Secret as Password;
 
 use super::context::{Context, MemberTarget};
 use super::error::Error;
+use super::tls::{self, TlsObjects};
 use crate::crd::{annotation, Member, ReceiptDbPair};
 use crate::pair::{
     FinishedBackup, JobKind, JobObservation, JobState, Observation, PodObservation, Reported,
@@ -24,6 +25,7 @@ use crate::pair::{
 };
 use crate::resources::secrets::{generated, password_in, password_ref, PasswordRole};
 use crate::resources::{labels, member_host, params, services};
+use receiptdb_postgres::conn::TlsSettings;
 
 /// What observe found: decide's input plus what act needs to carry out the decision.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +38,10 @@ pub struct Observed {
     pub missing_generated: Vec<PasswordRole>,
     /// Attempt numbers of the observed Jobs, parallel to `observation.jobs`.
     pub job_attempts: Vec<u32>,
+    /// The pair's TLS Secrets (act keeps them).
+    pub tls: TlsObjects,
+    /// How SQL on members verifies them (from the pair's CA).
+    pub member_tls: TlsSettings,
 }
 
 impl Observed {
@@ -70,6 +76,7 @@ impl Observed {
             port: u16::try_from(pair.spec.postgres.port).unwrap_or(5432),
             user: pair.spec.postgres.superuser.clone(),
             password,
+            tls: self.member_tls.clone(),
         })
     }
 }
@@ -87,6 +94,8 @@ pub struct Objects {
     pub service: Option<Service>,
     /// The pair's Jobs (the operator's and the backup CronJob's).
     pub jobs: Vec<Job>,
+    /// The TLS Secrets.
+    pub tls: TlsObjects,
     /// Whether each member pod's node is cordoned (None: unknown).
     pub node_cordoned: [Option<bool>; 2],
     /// Each member StatefulSet's `status.updateRevision`, once its controller has observed the
@@ -134,6 +143,7 @@ pub async fn read(pair: &ReceiptDbPair, ctx: &Context) -> Result<Objects, Error>
             .map_err(Error::kube(format!("reading Secret {}", r.name)))?;
         objects.secrets.push((role, found));
     }
+    objects.tls = tls::read(pair, &secrets).await?;
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     for (i, member) in Member::ALL.into_iter().enumerate() {
         let found = sts
@@ -239,9 +249,13 @@ pub fn assemble(pair: &ReceiptDbPair, objects: &Objects) -> Observed {
                 .map(Password::new);
         }
     }
+    out.tls = objects.tls.clone();
+    out.member_tls = tls::client_settings(pair, &objects.tls);
+    let mut spec_problems = validate(pair, &objects.secrets);
+    spec_problems.extend(tls::validate(pair, &objects.tls));
     let mut obs = Observation {
         generation: pair.metadata.generation.unwrap_or(0),
-        spec_problems: validate(pair, &objects.secrets),
+        spec_problems,
         requests: requests(pair),
         ..Observation::default()
     };
@@ -269,8 +283,8 @@ pub fn assemble(pair: &ReceiptDbPair, objects: &Objects) -> Observed {
 
 fn field(role: PasswordRole) -> &'static str {
     match role {
-        PasswordRole::Superuser => "superuserSecret",
-        PasswordRole::Replication => "replicationSecret",
+        PasswordRole::Superuser => "postgres.superuserSecret",
+        PasswordRole::Replication => "postgres.replicationSecret",
     }
 }
 
@@ -523,7 +537,7 @@ mod tests {
             missing,
             [SpecProblem::SecretMissing {
                 name: "app".into(),
-                field: "superuserSecret"
+                field: "postgres.superuserSecret"
             }]
         );
         assert!(missing[0].awaits_object());
@@ -532,7 +546,7 @@ mod tests {
             [SpecProblem::SecretKeyMissing {
                 name: "app".into(),
                 key: "pw".into(),
-                field: "superuserSecret"
+                field: "postgres.superuserSecret"
             }]
         );
         assert_eq!(

@@ -37,7 +37,7 @@ fn target(t: &MemberTarget) -> Target {
         .dbname("postgres")
         .password(t.password.expose())
         .application_name("receiptdb-operator");
-    Target::from_config(c)
+    Target::from_config(c).with_tls(t.tls.clone())
 }
 
 /// The operator's view of a probe: `Err` unless the server answered.
@@ -122,6 +122,15 @@ impl MemberClient for PostgresMembers {
     ) -> BoxFuture<'a, Result<(), String>> {
         async move {
             actions::set_synchronous_standby(&target(t), standby, self.action_timeout)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn reload_config<'a>(&'a self, t: &'a MemberTarget) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            actions::reload_config(&target(t), self.action_timeout)
                 .await
                 .map_err(|e| e.to_string())
         }

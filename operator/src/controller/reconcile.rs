@@ -17,7 +17,7 @@ use tracing::{info_span, Instrument};
 
 use super::context::Context;
 use super::error::{reset_failures, Error};
-use super::{act, observe, status};
+use super::{act, observe, status, tls};
 use crate::crd::ReceiptDbPair;
 use crate::pair;
 
@@ -58,6 +58,11 @@ pub async fn reconcile_once(
         act::apply_owned(&pair, desired, &observed, &ctx).await?;
     }
     act::run_actions(&pair, &decision.actions, &observed, &ctx).await?;
+    if tls::reload_due(&observed.tls, now)
+        || tls::user_secret_changed(&pair, &observed.tls, now, &ctx)
+    {
+        act::reload_members(&pair, &observed, &ctx).await;
+    }
     let old_failover = pair.status.as_ref().and_then(|s| s.last_failover.as_ref());
     if decision.status.last_failover.is_some()
         && decision.status.last_failover.as_ref() != old_failover

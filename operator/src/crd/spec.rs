@@ -72,6 +72,9 @@ pub struct ReceiptDbPairSpec {
     /// Where the member pods and the Jobs run: by default the two members never share a node.
     #[serde(default)]
     pub scheduling: SchedulingSpec,
+    /// TLS on every connection to the members (on by default).
+    #[serde(default)]
+    pub tls: TlsSpec,
 }
 
 /// PostgreSQL settings shared by both members.
@@ -491,6 +494,34 @@ pub struct MaintenanceSpec {
     pub member: Option<Member>,
 }
 
+/// TLS for the members. On by default: the operator keeps a CA per pair (Secret
+/// `<pair>-tls-ca`, read only by the operator) and a server certificate signed by it (Secret
+/// `<pair>-tls`, mounted into both members), valid for the client Service's and each member's
+/// names, re-issued 30 days before it expires and picked up by a reload (no restart, no
+/// failover). Clients find the CA in the Secret `<pair>-ca` (key `ca.crt`) and should connect
+/// with `sslmode=verify-full`; the members accept TCP connections with TLS only (`hostssl`).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// TLS on. Off: plain-text connections, no certificates (not for patients' data). Fixed
+    /// once the pair exists: the members' `pg_hba.conf` is written for one or the other when
+    /// their data directories are made.
+    #[serde(default = "default_true")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tls.enabled cannot change after creation (the members' pg_hba.conf requires TLS or not from their initialisation)"))]
+    pub enabled: bool,
+    /// A `kubernetes.io/tls` Secret of your own (e.g. kept by cert-manager) with `tls.crt`,
+    /// `tls.key` and `ca.crt`, used instead of the operator's certificates. It must be valid for
+    /// `<pair>-primary.<namespace>.svc` and `<pair>-secondary.<namespace>.svc` (the names the
+    /// members and the operator connect to) and the names your clients use; the operator and
+    /// the Jobs verify against its `ca.crt`. Renewing it is then up to you; when the operator
+    /// sees the Secret change it asks the members to reload for five minutes (the kubelet
+    /// updates the mounted files within about a minute). A renewal while no operator runs is
+    /// picked up at the members' next restart or `SELECT pg_reload_conf()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub server_secret: Option<String>,
+}
+
 /// CEL: the tag's leading number (before any `@digest`) is the same before and after, or one
 /// of them has none.
 const IMAGE_MAJOR_UNCHANGED: &str = "self == oldSelf \
@@ -572,7 +603,8 @@ default_from_serde!(
     FailoverSpec,
     ConsistencyCheckSpec,
     BackupSpec,
-    SchedulingSpec
+    SchedulingSpec,
+    TlsSpec
 );
 
 impl ReplicationSpec {

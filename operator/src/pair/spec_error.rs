@@ -33,7 +33,7 @@ pub enum SpecProblem {
     /// do).
     SecretMissing {
         name: String,
-        /// The spec field naming it, under `spec.postgres`.
+        /// The spec field naming it, under `spec` (e.g. `postgres.superuserSecret`).
         field: &'static str,
     },
     /// A referenced Secret exists but lacks the key, or its value is empty.
@@ -62,14 +62,11 @@ impl fmt::Display for SpecProblem {
                 f.write_str("S3 backup locations are not supported yet; use a pvc location")
             }
             SpecProblem::SecretMissing { name, field } => {
-                write!(
-                    f,
-                    "Secret {name:?} named in spec.postgres.{field} does not exist"
-                )
+                write!(f, "Secret {name:?} named in spec.{field} does not exist")
             }
             SpecProblem::SecretKeyMissing { name, key, field } => write!(
                 f,
-                "Secret {name:?} has no non-empty key {key:?} (spec.postgres.{field})"
+                "Secret {name:?} has no non-empty key {key:?} (spec.{field})"
             ),
         }
     }

@@ -64,7 +64,7 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
     let mut command = vec!["/bin/sh".to_string(), "-c".to_string(), script];
     command.extend(args);
     let su = password_ref(pair, PasswordRole::Superuser);
-    let env = vec![EnvVar {
+    let mut env = vec![EnvVar {
         name: "PGPASSWORD".into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
@@ -76,6 +76,11 @@ pub fn backup_cronjob(pair: &ReceiptDbPair, cfg: &OperatorConfig) -> Option<Cron
         }),
         ..EnvVar::default()
     }];
+    if let Some((v, m, tls_env)) = super::tls::job_tls(pair, false) {
+        volumes.push(v);
+        mounts.push(m);
+        env.extend(tls_env);
+    }
     let main = job_container(pair, command, env, mounts);
     let mut template = job_pod(job_labels_for(pair), main, volumes, cfg);
     if let Some(pod) = template.spec.as_mut() {
@@ -158,7 +163,13 @@ mod tests {
         assert_eq!(cmd[7], "7", "spec.backup.retention becomes --keep");
         assert_eq!(cmd[8], "/rdb/keys/recipients");
         assert!(!cmd.join(" ").to_lowercase().contains("password"));
-        assert!(main.env.clone().unwrap().iter().all(|e| e.value.is_none()));
+        // Plain values only for TLS settings; passwords come from Secrets.
+        assert!(main
+            .env
+            .clone()
+            .unwrap()
+            .iter()
+            .all(|e| e.value.is_none() || e.name.starts_with("PGSSL")));
         let claims: Vec<_> = pod
             .volumes
             .unwrap()

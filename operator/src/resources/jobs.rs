@@ -335,9 +335,15 @@ pub fn job(
         volumes.push(v);
         mounts.push(m);
     }
+    let mut env = password_env(pair, kind);
+    if let Some((v, m, tls_env)) = super::tls::job_tls(pair, writes_data_dir(kind)) {
+        volumes.push(v);
+        mounts.push(m);
+        env.extend(tls_env);
+    }
     let mut cmd = vec![BIN.to_string()];
     cmd.extend(args);
-    let main = job_container(pair, cmd, password_env(pair, kind), mounts);
+    let main = job_container(pair, cmd, env, mounts);
     let pod_labels = labels::job_pod_labels(pair, kind, member, &name);
     let mut template = job_pod(pod_labels, main, volumes, cfg);
     if let Some(pod) = template.spec.as_mut() {
@@ -403,6 +409,53 @@ mod tests {
                 JOB_CONTAINER
             );
         }
+    }
+
+    #[test]
+    fn every_job_verifies_the_members_against_the_pairs_ca() {
+        let mut p = full_pair();
+        for kind in ALL_KINDS {
+            let j = job(&p, kind, Member::Secondary, 1, &OperatorConfig::default());
+            let pod = j.spec.unwrap().template.spec.unwrap();
+            let c = &pod.containers[0];
+            let env = c.env.clone().unwrap();
+            let get = |k: &str| {
+                env.iter()
+                    .find(|e| e.name == k)
+                    .and_then(|e| e.value.clone())
+            };
+            assert_eq!(get("PGSSLMODE").as_deref(), Some("verify-full"), "{kind:?}");
+            assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/rdb/ca/ca.crt"));
+            assert_eq!(
+                get("RECEIPTDB_TLS_DIR").is_some(),
+                writes_data_dir(kind),
+                "{kind:?}: the member's TLS directory goes to the Jobs writing its data"
+            );
+            let ca = pod.volumes.unwrap().into_iter().find_map(|v| {
+                v.secret
+                    .filter(|s| s.secret_name.as_deref() == Some("orca-ca"))
+            });
+            assert!(ca.is_some(), "{kind:?}: mounts the clients' CA Secret");
+            assert!(c
+                .volume_mounts
+                .clone()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_path == "/rdb/ca"));
+        }
+        p.spec.tls.enabled = false;
+        let j = job(
+            &p,
+            JobKind::Clone,
+            Member::Secondary,
+            1,
+            &OperatorConfig::default(),
+        );
+        let env = j.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(env.iter().all(|e| !e.name.starts_with("PGSSL")));
     }
 
     const ALL_KINDS: [JobKind; 7] = [
@@ -579,7 +632,14 @@ mod tests {
                 1,
                 &OperatorConfig::default(),
             ));
-            let env = c.env.clone().unwrap();
+            // TLS settings are plain values (tested below); passwords come from Secrets.
+            let env: Vec<EnvVar> = c
+                .env
+                .clone()
+                .unwrap()
+                .into_iter()
+                .filter(|e| !e.name.starts_with("PGSSL") && e.name != "RECEIPTDB_TLS_DIR")
+                .collect();
             let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
             assert_eq!(&names, want, "{kind:?}");
             for e in &env {

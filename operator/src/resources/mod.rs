@@ -1,5 +1,5 @@
-//! Pure builders of the objects a pair owns: StatefulSets, Services, Secrets, Jobs, the backup
-//! CronJob, the PodDisruptionBudget.
+//! Pure builders of the objects a pair owns: StatefulSets, Services, Secrets (passwords and
+//! TLS), Jobs, the backup CronJob, the PodDisruptionBudget.
 //!
 //! Each builder is a function of the pair, what `decide` wants and the [`OperatorConfig`], and
 //! returns a k8s-openapi object ready for server-side apply (or create, for Jobs and Secrets).
@@ -18,6 +18,7 @@ pub mod scheduling;
 pub mod secrets;
 pub mod services;
 pub mod statefulset;
+pub mod tls;
 
 pub use config::OperatorConfig;
 

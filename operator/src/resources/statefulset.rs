@@ -36,8 +36,15 @@ pub fn statefulset(
     let name = pair.member_name(member);
     let labels = labels::member_labels(pair, member);
     let storage = &pair.spec.storage;
+    let mut container = postgres_container(pair);
+    let mut volumes = Vec::new();
+    if let Some((v, m)) = super::tls::member_volume(pair) {
+        volumes.push(v);
+        container.volume_mounts.get_or_insert_with(Vec::new).push(m);
+    }
     let mut pod = PodSpec {
-        containers: vec![postgres_container(pair)],
+        containers: vec![container],
+        volumes: (!volumes.is_empty()).then_some(volumes),
         security_context: Some(pod_security_context()),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         enable_service_links: Some(false),
@@ -130,16 +137,19 @@ pub fn data_claim(pair: &ReceiptDbPair, member: Member) -> PersistentVolumeClaim
     claim
 }
 
-/// The server's command line: operator-owned settings first, then the user's parameters
-/// (already checked by [`super::params::parameters_error`]).
+/// The server's command line: operator-owned settings first (TLS included, see
+/// [`super::tls::member_settings`]), then the user's parameters (already checked by
+/// [`super::params::parameters_error`]).
 pub fn postgres_command(pair: &ReceiptDbPair) -> Vec<String> {
     let port = pair.spec.postgres.port;
     let mut cmd: Vec<String> = vec!["postgres".into(), "-D".into(), PGDATA.into()];
-    for setting in [
+    let mut settings = vec![
         "restart_after_crash=off".to_string(),
         "listen_addresses=*".to_string(),
         format!("port={port}"),
-    ] {
+    ];
+    settings.extend(super::tls::member_settings(pair));
+    for setting in settings {
         cmd.push("-c".into());
         cmd.push(setting);
     }
@@ -368,9 +378,25 @@ mod tests {
                 "-c",
                 "port=6543",
                 "-c",
+                "ssl=on",
+                "-c",
+                "ssl_cert_file=/rdb/tls/tls.crt",
+                "-c",
+                "ssl_key_file=/rdb/tls/tls.key",
+                "-c",
+                "ssl_ca_file=/rdb/tls/ca.crt",
+                "-c",
                 "shared_buffers=256MB"
             ]
         );
+        let tls = pod.volumes.clone().unwrap().remove(0).secret.unwrap();
+        assert_eq!(tls.secret_name.as_deref(), Some("orca-tls"));
+        assert!(c
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_path == "/rdb/tls" && m.read_only == Some(true)));
         assert_eq!(
             c.image.as_deref(),
             Some("docker.io/library/postgres:15-bookworm")

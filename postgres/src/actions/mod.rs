@@ -1,6 +1,7 @@
 //! SQL actions the controller takes on a running member: observe it ([`probe`]), make it the
 //! primary ([`promote`]), stop and restart writes ([`fence`], [`unfence`]) and switch commit
-//! waiting on and off ([`set_synchronous_standby`]).
+//! waiting on and off ([`set_synchronous_standby`]), and reload its configuration and
+//! certificates ([`reload_config`]).
 //!
 //! Every action has a hard timeout over the whole action (connect included), because a hung
 //! server must never hang the control loop, and returns typed results the controller can store
@@ -10,6 +11,7 @@ mod fence;
 mod lsn;
 mod probe;
 mod promote;
+mod reload;
 mod sync_rep;
 
 use std::future::Future;
@@ -23,6 +25,7 @@ pub use fence::{fence, unfence, FenceOutcome};
 pub use lsn::{Lsn, LsnParseError};
 pub use probe::{probe, MemberProbe, ReplicaState, SlotState, WalReceiver};
 pub use promote::{promote, PromoteOutcome};
+pub use reload::reload_config;
 pub use sync_rep::{
     set_synchronous_standby, standby_names_value, wait_for_replay, wait_for_standby_replay,
 };

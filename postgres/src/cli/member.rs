@@ -11,7 +11,7 @@ use crate::conn::Target;
 use crate::job_report::{CloneReport, InitdbReport, JobReport, RejoinMethod, RejoinReport};
 use crate::member::{
     self, host_port, replication_password_from_env, slot_name_for, CloneOptions, InitdbOptions,
-    MemberError, Secret,
+    MemberError, MemberTls, Secret,
 };
 use crate::report::elapsed_ms;
 
@@ -44,6 +44,11 @@ pub struct InitdbArgs {
     /// A postgresql.conf setting, NAME=VALUE (repeatable; after the operator's defaults).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
+    /// Turn TLS on: the directory where the member's *server* finds `tls.crt`, `tls.key` and
+    /// `ca.crt` (the mounted server Secret). Writes `ssl = on` and the file settings, a
+    /// `hostssl`-only pg_hba.conf.
+    #[arg(long, env = "RECEIPTDB_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
     /// Skip fsync (throwaway clusters only: tests, local scenarios).
     #[arg(long)]
     pub no_sync: bool,
@@ -76,6 +81,12 @@ pub struct StandbyArgs {
     /// The standby's application_name (the member name).
     #[arg(long, default_value = "standby")]
     pub application_name: String,
+    /// Turn TLS on: the directory where the member's *server* finds `tls.crt`, `tls.key` and
+    /// `ca.crt` (the mounted server Secret). Writes `ssl = on` and the file settings, a
+    /// `hostssl`-only pg_hba.conf, and a primary_conninfo with
+    /// `sslmode=verify-full sslrootcert=<dir>/ca.crt`.
+    #[arg(long, env = "RECEIPTDB_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
     /// Skip fsync (throwaway clusters only: tests, local scenarios).
     #[arg(long)]
     pub no_sync: bool,
@@ -123,6 +134,7 @@ fn options_from_args(args: &StandbyArgs) -> Result<CloneOptions, MemberError> {
         )?,
         application_name: args.application_name.clone(),
         no_sync: args.no_sync,
+        tls: args.tls_dir.as_deref().map(MemberTls::in_dir),
         source,
     })
 }
@@ -143,6 +155,7 @@ pub async fn initdb(args: InitdbArgs) -> ExitCode {
             locale: args.locale.clone(),
             settings: args.settings.clone(),
             no_sync: args.no_sync,
+            tls: args.tls_dir.as_deref().map(MemberTls::in_dir),
         };
         member::initdb(&opts).await
     }

@@ -10,7 +10,7 @@ use super::conf::{
     configure_standby, conninfo_value, missing_or_empty, move_into_place, remove_tree, sibling,
     StandbyConfig,
 };
-use super::{valid_slot_name, ControlData, MemberError, Secret};
+use super::{valid_slot_name, ControlData, MemberError, MemberTls, Secret};
 use crate::conn::{error_text, Target};
 use crate::job_report::CloneReport;
 use crate::pgbin::server_command;
@@ -38,6 +38,9 @@ pub struct CloneOptions {
     /// Skip fsync of the copy (`pg_basebackup --no-sync`, `pg_rewind --no-sync`): only for
     /// throwaway clusters (tests, the local scenario suite).
     pub no_sync: bool,
+    /// The member's TLS files (paths as its server sees them): TLS on, `hostssl` only, and the
+    /// standby verifies its primary against the CA.
+    pub tls: Option<MemberTls>,
 }
 
 impl CloneOptions {
@@ -53,6 +56,7 @@ impl CloneOptions {
             application_name: &self.application_name,
             slot: &self.slot,
             member_port: self.port,
+            tls: self.tls.as_ref(),
         }
     }
 }
@@ -144,9 +148,10 @@ pub async fn clone(opts: &CloneOptions) -> Result<CloneReport, MemberError> {
     remove_tree(&staging)?;
     let (host, port) = host_port(source);
     let conninfo = format!(
-        "host={} port={port} user={} application_name=receiptdb-clone",
+        "host={} port={port} user={} application_name=receiptdb-clone{}",
         conninfo_value(&host),
-        conninfo_value(&opts.replication_user)
+        conninfo_value(&opts.replication_user),
+        source.tls.libpq_params()
     );
     let mut cmd = server_command("pg_basebackup");
     cmd.arg("-d").arg(&conninfo).arg("-D").arg(&staging).args([

@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::tls::MemberTls;
 use super::MemberError;
 use crate::pgbin::hand_to_postgres;
 
@@ -152,12 +153,7 @@ fn passfile_escape(s: &str) -> String {
 }
 
 /// A libpq connection-string value, quoted when it needs to be.
-pub(crate) fn conninfo_value(v: &str) -> String {
-    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
-        return v.to_string();
-    }
-    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
-}
+pub(crate) use crate::conn::quote_value as conninfo_value;
 
 /// How a standby reaches its primary.
 #[derive(Debug, Clone)]
@@ -170,11 +166,15 @@ pub(crate) struct StandbyConfig<'a> {
     pub slot: &'a str,
     /// The port the standby itself listens on.
     pub member_port: u16,
+    /// The member's TLS files: the standby verifies its primary (`sslmode=verify-full` against
+    /// the pair's CA) and serves TLS itself.
+    pub tls: Option<&'a MemberTls>,
 }
 
 /// Make `pgdata` a standby: its own port, `primary_conninfo` (password in the passfile beside the
-/// data directory, referenced by absolute path), `primary_slot_name`, `standby.signal`; the
-/// member-local settings a copy brought from the source are removed.
+/// data directory, referenced by absolute path; with TLS, `sslmode=verify-full` and the CA),
+/// `primary_slot_name`, `standby.signal`; the member-local settings a copy brought from the
+/// source are removed.
 pub(crate) fn configure_standby(
     pgdata: &Path,
     passfile_for: &Path,
@@ -189,18 +189,23 @@ pub(crate) fn configure_standby(
         passfile_escape(c.password)
     );
     write_private(&passfile, line.as_bytes())?;
-    let conninfo = [
+    let mut conninfo = vec![
         ("host", c.host.clone()),
         ("port", c.port.to_string()),
         ("user", c.user.to_string()),
         ("application_name", c.application_name.to_string()),
         ("passfile", passfile.display().to_string()),
         ("connect_timeout", "5".to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
-    .collect::<Vec<_>>()
-    .join(" ");
+    ];
+    if let Some(tls) = c.tls {
+        conninfo.extend(tls.standby_conninfo());
+        super::tls::apply(pgdata, tls)?;
+    }
+    let conninfo = conninfo
+        .iter()
+        .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
+        .collect::<Vec<_>>()
+        .join(" ");
     edit_settings(
         &pgdata.join("postgresql.conf"),
         &[],
@@ -222,17 +227,25 @@ pub(crate) fn configure_standby(
 
 /// The `pg_hba.conf` of a member: password (SCRAM) authentication for everything, local socket
 /// included; no trust, no peer. Replication connections are their own entries (the `all`
-/// database keyword does not match them) and only roles with REPLICATION can use them.
-pub(crate) fn pg_hba() -> String {
-    "# receiptdb-operator: SCRAM everywhere, no trust.\n\
-     # TYPE  DATABASE     USER  ADDRESS    METHOD\n\
-     local   all          all              scram-sha-256\n\
-     local   replication  all              scram-sha-256\n\
-     host    all          all   0.0.0.0/0  scram-sha-256\n\
-     host    all          all   ::/0       scram-sha-256\n\
-     host    replication  all   0.0.0.0/0  scram-sha-256\n\
-     host    replication  all   ::/0       scram-sha-256\n"
-        .to_string()
+/// database keyword does not match them) and only roles with REPLICATION can use them. With
+/// `tls`, TCP connections must use TLS (`hostssl`): a plain-text one matches no line and is
+/// refused before authentication.
+pub(crate) fn pg_hba(tls: bool) -> String {
+    let (kind, note) = if tls {
+        ("hostssl", "TLS on every TCP connection")
+    } else {
+        ("host   ", "no TLS required")
+    };
+    format!(
+        "# receiptdb-operator: SCRAM everywhere, no trust; {note}.\n\
+         # TYPE  DATABASE     USER  ADDRESS    METHOD\n\
+         local   all          all              scram-sha-256\n\
+         local   replication  all              scram-sha-256\n\
+         {kind} all          all   0.0.0.0/0  scram-sha-256\n\
+         {kind} all          all   ::/0       scram-sha-256\n\
+         {kind} replication  all   0.0.0.0/0  scram-sha-256\n\
+         {kind} replication  all   ::/0       scram-sha-256\n"
+    )
 }
 
 /// Whether a directory is missing or empty.

@@ -9,7 +9,7 @@ use super::conf::{
     DEFAULT_SETTINGS,
 };
 use super::server::{PrivateServer, CONNECT_TIMEOUT};
-use super::{ControlData, MemberError, Secret};
+use super::{ControlData, MemberError, MemberTls, Secret};
 use crate::conn::error_text;
 use crate::job_report::InitdbReport;
 use crate::pgbin::{hand_to_postgres, server_command};
@@ -34,6 +34,8 @@ pub struct InitdbOptions {
     /// Skip fsync of the new files (`initdb --no-sync`): only for throwaway clusters (tests, the
     /// local scenario suite); a crash can then corrupt the directory.
     pub no_sync: bool,
+    /// The member's TLS files (paths as its server sees them): TLS on and `hostssl` only.
+    pub tls: Option<MemberTls>,
 }
 
 /// Initialize `opts.pgdata`: initdb with data checksums and SCRAM authentication, the member
@@ -71,7 +73,7 @@ pub async fn initdb(opts: &InitdbOptions) -> Result<InitdbReport, MemberError> {
     let staging = sibling(&opts.pgdata, "initdb");
     remove_tree(&staging)?;
     run_initdb(opts, &staging).await?;
-    std::fs::write(staging.join("pg_hba.conf"), pg_hba())
+    std::fs::write(staging.join("pg_hba.conf"), pg_hba(false))
         .map_err(MemberError::io("write pg_hba.conf", &staging))?;
     let mut settings: Vec<(String, String)> = DEFAULT_SETTINGS
         .iter()
@@ -81,6 +83,9 @@ pub async fn initdb(opts: &InitdbOptions) -> Result<InitdbReport, MemberError> {
     settings.extend(opts.settings.iter().cloned());
     let settings = last_wins(settings);
     edit_settings(&staging.join("postgresql.conf"), &[], &settings, true)?;
+    if let Some(tls) = &opts.tls {
+        super::tls::apply(&staging, tls)?;
+    }
 
     let server = PrivateServer::start(&staging, opts.port).await?;
     let created = bootstrap(opts, &server).await;

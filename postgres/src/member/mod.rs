@@ -17,6 +17,7 @@ mod controldata;
 mod rejoin_plan;
 mod server;
 mod timeline;
+pub mod tls;
 
 pub mod clone;
 pub mod initdb;
@@ -30,6 +31,7 @@ pub use conf::{passfile_path, DEFAULT_SETTINGS};
 pub use controldata::ControlData;
 pub use initdb::{initdb, InitdbOptions};
 pub use rejoin::{rejoin, RejoinOptions};
+pub use tls::MemberTls;
 
 use crate::actions::ActionError;
 use crate::conn::ConnError;

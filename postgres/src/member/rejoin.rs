@@ -328,10 +328,11 @@ async fn rewind(opts: &RejoinOptions) -> Result<RewindOutput, MemberError> {
     let cfg = &opts.source.config;
     let (host, port) = host_port(&opts.source);
     let conninfo = format!(
-        "host={} port={port} user={} dbname={}",
+        "host={} port={port} user={} dbname={}{}",
         conninfo_value(&host),
         conninfo_value(cfg.get_user().unwrap_or("postgres")),
-        conninfo_value(cfg.get_dbname().unwrap_or("postgres"))
+        conninfo_value(cfg.get_dbname().unwrap_or("postgres")),
+        opts.source.tls.libpq_params()
     );
     let mut cmd = server_command("pg_rewind");
     cmd.arg(format!("--target-pgdata={}", opts.pgdata.display()))

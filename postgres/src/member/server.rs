@@ -19,7 +19,8 @@ pub(crate) async fn is_running(pgdata: &Path) -> Result<bool, MemberError> {
 }
 
 /// A server started on a data directory with `listen_addresses=''` and its socket in a private
-/// directory: nothing but this process can reach it. Stop it with [`PrivateServer::stop`].
+/// directory: nothing but this process can reach it. TLS is off (no TCP to protect, and the
+/// certificate files are where the member's server finds them, not necessarily here). Stop it with [`PrivateServer::stop`].
 pub(crate) struct PrivateServer {
     pgdata: PathBuf,
     socket_dir: PathBuf,
@@ -63,7 +64,7 @@ impl PrivateServer {
             .arg(&log)
             .arg("-o")
             .arg(format!(
-                "-c listen_addresses='' -c port={port} -c unix_socket_directories='{}'",
+                "-c listen_addresses='' -c ssl=off -c port={port} -c unix_socket_directories='{}'",
                 server.socket_dir.display()
             ));
         if let Err(e) = run(prepare(cmd), "start the server privately").await {

@@ -34,6 +34,7 @@ pub fn initdb_options(pgdata: std::path::PathBuf) -> InitdbOptions {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
         no_sync: true,
+        tls: None,
     }
 }
 
@@ -59,6 +60,7 @@ pub fn clone_options(source: &TestCluster, name: &str) -> (tempfile::TempDir, Cl
         replication_password: Secret::new(REPL_PASSWORD),
         application_name: name.into(),
         no_sync: true,
+        tls: None,
     };
     (dir, opts)
 }

@@ -15,6 +15,7 @@ use crate::pgbin::{hand_to_postgres, server_command};
 
 pub mod bench;
 pub mod members;
+pub mod tls;
 
 /// The superuser password every test cluster is created with (tests also exercise a wrong one).
 pub const TEST_PASSWORD: &str = "test-superuser-password";

@@ -1,11 +1,25 @@
 //! Connections from libpq connection strings, with passwords from the environment or a
-//! passfile, never from the string itself (a connection string travels in arguments and logs).
+//! passfile, never from the string itself (a connection string travels in arguments and logs),
+//! and TLS as libpq's `sslmode` and `sslrootcert` say (see [`sslmode`]; rustls underneath).
+
+mod sslmode;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
+
+pub use sslmode::{quote_value, RootCerts, SslMode, TlsSettings};
+pub use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The rustls connector [`Target::connect`] uses for `settings`, for clients that drive
+/// tokio-postgres themselves (the scenario suite's writer). Not for `disable`.
+pub fn tls_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, ConnError> {
+    tls::connector(settings)
+}
 
 /// Errors while building or opening a connection.
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +38,16 @@ pub enum ConnError {
     },
     #[error("connecting to {target} timed out after {after:?}")]
     Timeout { target: String, after: Duration },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A parsed connection target: the libpq settings plus a printable description without secrets.
 #[derive(Clone)]
 pub struct Target {
     pub config: Config,
+    /// How the connection uses TLS (tokio-postgres's own `ssl_mode` is set from this).
+    pub tls: TlsSettings,
 }
 
 impl std::fmt::Debug for Target {
@@ -42,8 +60,12 @@ impl Target {
     /// Parse a libpq connection string (`host=... port=... dbname=...` or a `postgresql://` URI).
     /// A password inside the string is refused; the password comes from `PGPASSWORD`, then the
     /// passfile (`PGPASSFILE`, else `~/.pgpass`), matched on host, port, database and user.
+    ///
+    /// `sslmode` (including `verify-ca` and `verify-full`) and `sslrootcert` come from the string,
+    /// else `PGSSLMODE` and `PGSSLROOTCERT`, else libpq's default `prefer`.
     pub fn parse(conninfo: &str) -> Result<Self, ConnError> {
-        let mut config: Config = conninfo.parse().map_err(ConnError::Parse)?;
+        let (rest, tls) = sslmode::split_tls(conninfo)?;
+        let mut config: Config = rest.parse().map_err(ConnError::Parse)?;
         if config.get_password().is_some() {
             return Err(ConnError::PasswordInString);
         }
@@ -51,13 +73,23 @@ impl Target {
         if let Some(pw) = password_for(&config) {
             config.password(pw);
         }
-        Ok(Self { config })
+        Ok(Self { config, tls })
     }
 
     /// Wrap an already-built configuration (the controller builds its own with a password
-    /// read from a Secret).
+    /// read from a Secret). TLS as `PGSSLMODE`/`PGSSLROOTCERT` say (an unusable value there
+    /// counts as unset), else `prefer`; [`Target::with_tls`] sets it explicitly.
     pub fn from_config(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            tls: TlsSettings::from_env().unwrap_or_default(),
+        }
+    }
+
+    /// The same target with these TLS settings.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// `user@host:port/dbname`, never the password.
@@ -82,16 +114,44 @@ impl Target {
     pub fn with_dbname(&self, dbname: &str) -> Self {
         let mut config = self.config.clone();
         config.dbname(dbname);
-        Self { config }
+        Self {
+            config,
+            tls: self.tls.clone(),
+        }
     }
 
     /// Open a connection, giving up after `timeout`. The connection task runs on the current
-    /// runtime and ends when the client is dropped.
+    /// runtime and ends when the client is dropped. Unix-socket connections never use TLS
+    /// (as with libpq); TCP ones as [`Target::tls`] says.
     pub async fn connect(&self, timeout: Duration) -> Result<Client, ConnError> {
-        let target = self.describe();
+        use tokio_postgres::config::SslMode as Wire;
         let mut config = self.config.clone();
         config.connect_timeout(timeout);
-        let fut = config.connect(NoTls);
+        let unix_only = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)));
+        if unix_only || self.tls.mode == SslMode::Disable {
+            config.ssl_mode(Wire::Disable);
+            return self.open(config, NoTls, timeout).await;
+        }
+        config.ssl_mode(match self.tls.mode {
+            SslMode::Prefer => Wire::Prefer,
+            _ => Wire::Require,
+        });
+        let tls = tls::connector(&self.tls)?;
+        self.open(config, tls, timeout).await
+    }
+
+    async fn open<T>(&self, config: Config, tls: T, timeout: Duration) -> Result<Client, ConnError>
+    where
+        T: MakeTlsConnect<Socket> + Send + 'static,
+        T::TlsConnect: Send,
+        T::Stream: Send + 'static,
+        <T::TlsConnect as tokio_postgres::tls::TlsConnect<Socket>>::Future: Send,
+    {
+        let target = self.describe();
+        let fut = config.connect(tls);
         let (client, connection) = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(source)) => return Err(ConnError::Connect { target, source }),
@@ -253,5 +313,17 @@ mod tests {
         let t = Target::from_config(cfg);
         assert_eq!(t.describe(), "u@h:6000/d");
         assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn verify_modes_are_read_before_tokio_postgres_parses() {
+        let t = Target::parse("host=a user=b sslmode=verify-full sslrootcert=/x/ca.crt").unwrap();
+        assert_eq!(t.tls.mode, SslMode::VerifyFull);
+        assert_eq!(
+            t.tls.root_certs.map(|r| r.label()).as_deref(),
+            Some("/x/ca.crt")
+        );
+        let err = Target::parse("host=a sslmode=bogus").unwrap_err();
+        assert!(err.to_string().contains("unsupported sslmode"), "{err}");
     }
 }
