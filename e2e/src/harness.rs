@@ -37,6 +37,9 @@ pub struct Options {
     pub cluster: Arc<Cluster>,
     /// The namespace to use instead of a fresh one (deleted first when it exists).
     pub namespace: Option<String>,
+    /// Pairs with TLS (the default); without, `spec.tls.enabled: false` whatever the scenario's
+    /// spec says.
+    pub tls: bool,
 }
 
 /// Spec changes a scenario starts from (everything else: the defaults).

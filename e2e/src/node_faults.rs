@@ -3,13 +3,16 @@
 //! work ([`localcluster::faults`]); this records them on the timeline and repairs whatever is
 //! left broken when the scenario ends, so that the next scenario finds every node Ready.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use localcluster::faults;
 use localcluster::layout::NodeSlot;
 use receiptdb_operator::crd::Member;
 
+use crate::cluster::OPERATOR_NAMESPACE;
 use crate::harness::World;
 
 /// A node a fault left broken.
@@ -31,9 +34,34 @@ impl World {
         NodeSlot::of_name(&name).with_context(|| format!("{name} is not a local cluster node"))
     }
 
+    /// Make sure the leading operator replica does not run on `node`: if it does, delete its
+    /// pod gracefully (a stopping leader releases its Lease) and wait until another replica
+    /// leads. The node faults of the pair's members measure the pair's path; losing the leader
+    /// with them is `operator-node-loss`.
+    pub async fn lead_from_elsewhere(&mut self, node: NodeSlot) -> Result<()> {
+        let (leader, on) = self.cluster().leader_pod().await?;
+        if on.as_deref() != Some(node.name().as_str()) {
+            return Ok(());
+        }
+        Api::<Pod>::namespaced(self.client.clone(), OPERATOR_NAMESPACE)
+            .delete(&leader, &DeleteParams::default())
+            .await
+            .with_context(|| format!("delete the operator pod {leader}"))?;
+        let new = self
+            .cluster()
+            .wait_new_leader(&leader, Duration::from_secs(60))
+            .await?;
+        self.timeline.record(
+            "operator_leader",
+            format!("{new} leads (its predecessor ran on {})", node.name()),
+        );
+        Ok(())
+    }
+
     /// Lose the node of member `m` (the fault's time is recorded).
     pub async fn lose_node_of(&mut self, m: Member) -> Result<NodeSlot> {
         let node = self.node_of(m).await?;
+        self.lead_from_elsewhere(node).await?;
         self.lose_node(node, &format!("the {m} member's node"))
             .await?;
         Ok(node)
@@ -54,6 +82,7 @@ impl World {
     /// Cut the node of member `m` off the network (the fault's time is recorded).
     pub async fn cut_node_of(&mut self, m: Member) -> Result<NodeSlot> {
         let node = self.node_of(m).await?;
+        self.lead_from_elsewhere(node).await?;
         tokio::task::spawn_blocking(move || faults::cut(node)).await??;
         self.broken_nodes.push(BrokenNode { node, lost: false });
         self.fault(&format!(

@@ -54,6 +54,10 @@ struct Cli {
     /// Longest wait for any one expected state.
     #[arg(long, default_value_t = 180)]
     wait_timeout_s: u64,
+    /// Make the pairs without TLS (`spec.tls.enabled: false`; the writer connects in plain
+    /// text), to measure what TLS costs.
+    #[arg(long)]
+    no_tls: bool,
 }
 
 fn main() -> ExitCode {
@@ -130,6 +134,7 @@ async fn run_with_cluster(cli: &Cli) -> Result<bool> {
             wait_timeout: Duration::from_secs(cli.wait_timeout_s),
             cluster: cluster.clone(),
             namespace: cli.namespace.clone(),
+            tls: !cli.no_tls,
         };
         run(cli, &chosen, &opts).await
     }

@@ -49,7 +49,9 @@ pub fn find(name: &str) -> Option<Scenario> {
 
 /// Run one scenario from scratch to its report.
 pub async fn run(s: &Scenario, opts: &Options) -> ScenarioReport {
-    let mut world = match World::create(s.name, (s.spec)(), opts).await {
+    let mut spec = (s.spec)();
+    spec.tls.enabled &= opts.tls;
+    let mut world = match World::create(s.name, spec, opts).await {
         Ok(w) => w,
         Err(e) => return ScenarioReport::setup_failed(s.name, format!("{e:#}")),
     };

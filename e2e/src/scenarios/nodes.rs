@@ -13,15 +13,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
 use localcluster::layout::NodeSlot;
 use receiptdb_operator::crd::{Member, OperationKind, ReceiptDbPairSpec};
 
 use super::crash::fail_over_and_realign;
 use super::steps::manual_failback;
 use super::Scenario;
-use crate::cluster::OPERATOR_NAMESPACE;
 use crate::harness::{healthy_on, World, PAIR};
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -117,25 +114,10 @@ async fn partition_secondary(w: &mut World) -> Result<()> {
 }
 
 async fn operator_node_loss(w: &mut World) -> Result<()> {
-    // Losing the survivor's node too would be a double fault (nothing to fail over to): if the
-    // leader shares the secondary's node, hand leadership to the other replica first (a pod
-    // deleted gracefully releases its Lease).
-    let secondary_node = w.node_of(Member::Secondary).await?.name();
-    let (leader, node) = w.cluster().leader_pod().await?;
-    if node.as_deref() == Some(secondary_node.as_str()) {
-        Api::<Pod>::namespaced(w.client.clone(), OPERATOR_NAMESPACE)
-            .delete(&leader, &DeleteParams::default())
-            .await
-            .with_context(|| format!("delete the operator pod {leader}"))?;
-        let new = w
-            .cluster()
-            .wait_new_leader(&leader, Duration::from_secs(60))
-            .await?;
-        w.timeline.record(
-            "operator_leader",
-            format!("{new} leads (its predecessor shared the secondary's node {secondary_node})"),
-        );
-    }
+    // Losing the survivor's node too would be a double fault (nothing to fail over to): the
+    // leader must not share the secondary's node.
+    let secondary_node = w.node_of(Member::Secondary).await?;
+    w.lead_from_elsewhere(secondary_node).await?;
     w.crash(Member::Primary).await?;
     w.wait_for("the failover to start", |s| {
         s.status
