@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use localcluster::layout::NodeSlot;
-use receiptdb_operator::crd::{Member, OperationKind, ReceiptDbPairSpec};
+use receiptdb_operator::crd::{Member, ReceiptDbPairSpec};
 
 use super::crash::fail_over_and_realign;
-use super::steps::manual_failback;
+use super::steps::{
+    failed_back, failover_started, manual_failback, secondary_back_without_failover,
+};
 use super::Scenario;
-use crate::harness::{healthy_on, World, PAIR};
+use crate::harness::{World, PAIR};
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
@@ -66,11 +68,7 @@ async fn node_loss_primary(w: &mut World) -> Result<()> {
     failed_over(w).await?;
     w.repair_node(node).await?;
     fail_over_and_realign(w).await?;
-    w.wait_for("automatic failback to the primary", |s| {
-        healthy_on(s, Member::Primary)
-    })
-    .await?;
-    w.pause(Duration::from_secs(2)).await
+    failed_back(w).await
 }
 
 async fn partition_primary(w: &mut World) -> Result<()> {
@@ -86,11 +84,7 @@ async fn partition_primary(w: &mut World) -> Result<()> {
     );
     w.repair_node(node).await?;
     fail_over_and_realign(w).await?;
-    w.wait_for("automatic failback to the primary", |s| {
-        healthy_on(s, Member::Primary)
-    })
-    .await?;
-    w.pause(Duration::from_secs(2)).await
+    failed_back(w).await
 }
 
 async fn partition_secondary(w: &mut World) -> Result<()> {
@@ -100,17 +94,7 @@ async fn partition_secondary(w: &mut World) -> Result<()> {
     // Commits continue on the primary, asynchronously, while the secondary is cut off.
     w.pause(Duration::from_secs(3)).await?;
     w.repair_node(node).await?;
-    let s = w
-        .wait_for("the secondary back in sync", |s| {
-            healthy_on(s, Member::Primary)
-        })
-        .await?;
-    w.check(
-        "no_failover",
-        s.status.last_failover.is_none(),
-        format!("lastFailover {:?}", s.status.last_failover),
-    );
-    w.pause(Duration::from_secs(2)).await
+    secondary_back_without_failover(w).await
 }
 
 async fn operator_node_loss(w: &mut World) -> Result<()> {
@@ -119,13 +103,7 @@ async fn operator_node_loss(w: &mut World) -> Result<()> {
     let secondary_node = w.node_of(Member::Secondary).await?;
     w.lead_from_elsewhere(secondary_node).await?;
     w.crash(Member::Primary).await?;
-    w.wait_for("the failover to start", |s| {
-        s.status
-            .operation
-            .as_ref()
-            .is_some_and(|o| o.kind == OperationKind::Failover)
-    })
-    .await?;
+    failover_started(w).await?;
     let (leader, node) = w.cluster().leader_pod().await?;
     let node = node
         .as_deref()

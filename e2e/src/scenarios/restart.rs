@@ -6,7 +6,7 @@
 use receiptdb_operator::crd::{Member, OperationKind, OperationStep};
 
 use super::crash::fail_over_and_realign;
-use super::steps::manual_failback;
+use super::steps::{failover_started, manual_failback};
 use super::Scenario;
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -18,14 +18,7 @@ pub fn scenarios() -> Vec<Scenario> {
             body: |w| {
                 Box::pin(async move {
                     w.crash(Member::Primary).await?;
-                    w.wait_for("the failover to start", |s| {
-                        s.status
-                            .operation
-                            .as_ref()
-                            .is_some_and(|o| o.kind == OperationKind::Failover)
-                            || s.status.primary.fenced
-                    })
-                    .await?;
+                    failover_started(w).await?;
                     w.kill_operator().await?;
                     fail_over_and_realign(w).await
                 })
@@ -66,13 +59,7 @@ fn rejoin_running(s: &crate::observer::Sample) -> bool {
 /// Lease, and the next leader finishes the failover from status.
 pub async fn helm_upgrade_during_failover(w: &mut crate::harness::World) -> anyhow::Result<()> {
     w.crash(Member::Primary).await?;
-    w.wait_for("the failover to start", |s| {
-        s.status
-            .operation
-            .as_ref()
-            .is_some_and(|o| o.kind == OperationKind::Failover)
-    })
-    .await?;
+    failover_started(w).await?;
     let stamp = format!(
         "podAnnotations.receiptdb\\.io/upgraded-by=scenario-{}",
         std::process::id()

@@ -1,9 +1,13 @@
 //! Steps several scenarios share: the failback policy left to a person, "in sync on a member",
 //! and a switchover requested by annotation.
 
+use std::time::Duration;
+
 use anyhow::{bail, Result};
 use kube::ResourceExt;
-use receiptdb_operator::crd::{annotation, FailbackPolicy, Member, ReceiptDbPairSpec};
+use receiptdb_operator::crd::{
+    annotation, FailbackPolicy, Member, OperationKind, ReceiptDbPairSpec,
+};
 
 use crate::harness::{healthy_on, spec_with, World};
 use crate::observer::Sample;
@@ -41,4 +45,41 @@ pub async fn switch_to(w: &mut World, m: Member) -> Result<()> {
     let what = format!("the switchover to the {m}");
     w.wait_for(&what, |s| healthy_on(s, m)).await?;
     Ok(())
+}
+
+/// Wait until a failover has started (its operation, or the old primary already fenced).
+pub async fn failover_started(w: &mut World) -> Result<()> {
+    w.wait_for("the failover to start", |s| {
+        s.status
+            .operation
+            .as_ref()
+            .is_some_and(|o| o.kind == OperationKind::Failover)
+            || s.status.primary.fenced
+    })
+    .await?;
+    Ok(())
+}
+
+/// The secondary is back in sync with the primary serving, and there was no failover.
+pub async fn secondary_back_without_failover(w: &mut World) -> Result<()> {
+    let s = w
+        .wait_for("the secondary back in sync", |s| {
+            healthy_on(s, Member::Primary)
+        })
+        .await?;
+    w.check(
+        "no_failover",
+        s.status.last_failover.is_none(),
+        format!("lastFailover {:?}", s.status.last_failover),
+    );
+    w.pause(Duration::from_secs(2)).await
+}
+
+/// The automatic failback to the primary, then a little more writing.
+pub async fn failed_back(w: &mut World) -> Result<()> {
+    w.wait_for("automatic failback to the primary", |s| {
+        healthy_on(s, Member::Primary)
+    })
+    .await?;
+    w.pause(Duration::from_secs(2)).await
 }
