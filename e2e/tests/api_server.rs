@@ -272,8 +272,8 @@ async fn the_chart_installs_and_its_operator_runs_under_its_rbac() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // ... and its PodDisruptionBudget (policy/poddisruptionbudgets in the Role): one member pod
-    // at a time, owned by the pair.
+    // ... and its PodDisruptionBudget (policy/poddisruptionbudgets in the Role): no eviction of
+    // the member it protects (the active one; no pod before there is one), owned by the pair.
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), &ns.name);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let pdb = loop {
@@ -288,7 +288,16 @@ async fn the_chart_installs_and_its_operator_runs_under_its_rbac() {
     };
     assert_eq!(
         pdb.spec.clone().and_then(|s| s.max_unavailable),
-        Some(IntOrString::Int(1))
+        Some(IntOrString::Int(0))
+    );
+    let selector = pdb
+        .spec
+        .clone()
+        .and_then(|s| s.selector?.match_labels)
+        .unwrap_or_default();
+    assert!(
+        selector.contains_key("receiptdb.io/member"),
+        "the budget selects one member: {selector:?}"
     );
     let owners = pdb.metadata.owner_references.clone().unwrap_or_default();
     assert_eq!(owners.len(), 1, "{owners:?}");
